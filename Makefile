@@ -1,0 +1,44 @@
+# The two commands: `make demo` and `make test`. Each creates .venv if missing and installs what it
+# needs. CONSTRAINTS pins torch to the local CPU wheel; a GPU user runs `make demo CONSTRAINTS=`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONSTRAINTS ?= constraints.txt
+PIP_C := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast test-slow install bench lint clean
+
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(PIP_C) -e '.[test]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/ainative demo
+
+test: test-fast test-slow
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The slow tier; pytest exits 5 when the tier is empty, which is not a failure.
+test-slow: $(VENV)/.installed
+	$(PY) -m pytest -m slow $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(PY) -m pip install -q $(PIP_C) -e '.[test,bench]'
+	@touch $@
+
+bench: $(VENV)/.installed-bench
+	$(PY) benchmarks/run_all.py
+
+lint: $(VENV)/.installed
+	$(PY) -m pip install -q mypy ruff types-PyYAML types-requests
+	$(PY) -m mypy
+	$(PY) -m ruff check src tests benchmarks examples
+
+clean:
+	rm -rf $(VENV) .pytest_cache build src/*.egg-info

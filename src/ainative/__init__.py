@@ -1,0 +1,43 @@
+"""ainative: the AI-native control plane as a library, on Ray, beside Kubernetes.
+
+Only public names live here, loaded lazily (PEP 562) so that ``import ainative`` stays fast and
+pulls in neither Ray, torch, Ray Serve nor the kubernetes client.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> "module" (a submodule) or "module:attribute"
+_EXPORTS: dict[str, str] = {
+    "Accelerator": "ainative.resources:Accelerator",
+    "AinativeError": "ainative.errors:AinativeError",
+    "Cluster": "ainative.cluster.local:Cluster",
+    "ConfigError": "ainative.errors:ConfigError",
+    "InfeasibleError": "ainative.errors:InfeasibleError",
+    "PlacementTimeoutError": "ainative.errors:PlacementTimeoutError",
+    "Resources": "ainative.resources:Resources",
+    "connect": "ainative.cluster.local:connect",
+    "errors": "ainative.errors",
+    "scheduling": "ainative.scheduling",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'ainative' has no attribute {name!r}")
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    value = getattr(module, attr) if attr else module
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,59 @@
+"""`ainative version`, `ainative status`, `ainative demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("version", help="print the ainative and Ray versions")
+    p.set_defaults(func=cmd_version)
+
+    p = sub.add_parser("status", help="the cluster's nodes, GPUs by type, CPUs and memory",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="examples:\n  ainative status                 # embedded local Ray\n"
+                              "  ainative status --address auto  # the running cluster\n"
+                              "  ainative status --json")
+    p.add_argument("--address", default=None,
+                   help="Ray address ('auto', 'host:6379', 'ray://host:10001'); default RAY_ADDRESS "
+                        "or an embedded local Ray")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("demo", help="run the end-to-end demo on an embedded local Ray")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    import importlib.metadata as md
+
+    import ainative
+
+    try:
+        ray_version = md.version("ray")
+    except md.PackageNotFoundError:
+        ray_version = "not installed"
+    print(f"ainative {ainative.__version__} (ray {ray_version})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import ainative
+
+    cluster = ainative.connect(args.address, include_dashboard=False) if args.address is None \
+        else ainative.connect(args.address)
+    try:
+        summary = cluster.resources()
+        print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.table())
+    finally:
+        cluster.shutdown()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ainative import demo
+
+    demo.run()
+    return 0

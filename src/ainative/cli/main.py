@@ -1,0 +1,52 @@
+"""Entry point of the `ainative` CLI. Each command lives in its own module with a ``register``
+function; importing those modules is cheap (public functions are imported inside handlers)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from ainative import errors
+
+# Modules that register commands, in --help order.
+COMMAND_MODULES: tuple[str, ...] = (
+    "ainative.cli.core",
+)
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ainative", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="ainative: GPU-first training, data and serving on Ray, beside Kubernetes.",
+        epilog="examples:\n  ainative status\n  ainative status --address 127.0.0.1:6379 --json\n"
+               "  ainative demo")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except errors.ConfigError as exc:
+        print(f"ainative: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except errors.AinativeError as exc:
+        print(f"ainative: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Distributed training on gangs (TrainJob). See issue #3."""

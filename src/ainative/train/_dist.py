@@ -1,0 +1,62 @@
+"""torch.distributed set-up inside Ray workers: rendezvous address, backend, timeouts.
+
+Rank 0 picks a free port on its node; when every rank runs on the same machine the rendezvous
+uses 127.0.0.1 and gloo is pinned to the loopback interface, so no traffic leaves the host.
+torch is imported only here, inside workers.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+from typing import Any
+
+
+def node_ip() -> str:
+    import ray
+
+    return ray.util.get_node_ip_address()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def choose_master(rank0_ip: str, all_ips: list[str]) -> str:
+    """The rendezvous host: loopback when all ranks share rank 0's machine, else rank 0's IP."""
+    return "127.0.0.1" if all(ip == rank0_ip for ip in all_ips) else rank0_ip
+
+
+def pick_backend(has_gpu: bool) -> str:
+    return "nccl" if has_gpu else "gloo"
+
+
+def init_process_group(*, rank: int, world_size: int, master_addr: str, master_port: int,
+                       backend: str = "gloo", timeout_s: float = 60.0) -> None:
+    """Join the process group; a dead peer turns into an error after ``timeout_s``, not a hang."""
+    import torch.distributed as dist
+
+    if master_addr == "127.0.0.1" and backend == "gloo":
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    os.environ["MASTER_ADDR"] = master_addr
+    os.environ["MASTER_PORT"] = str(master_port)
+    os.environ["RANK"] = str(rank)
+    os.environ["WORLD_SIZE"] = str(world_size)
+    kwargs: dict[str, Any] = {}
+    if backend == "nccl":
+        import torch
+
+        kwargs["device_id"] = torch.device("cuda", torch.cuda.current_device())
+    dist.init_process_group(backend=backend, init_method=f"tcp://{master_addr}:{master_port}",
+                            rank=rank, world_size=world_size,
+                            timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
+
+
+def destroy_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

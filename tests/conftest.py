@@ -1,0 +1,69 @@
+"""Shared fixtures. See tests/support/clusters.py for how clusters are shared between modules."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--kuberay-live", action="store_true", default=False,
+                     help="run tests against a real Kubernetes cluster with the KubeRay operator "
+                          "(uses the current kubeconfig context)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--kuberay-live"):
+        return
+    skip = pytest.mark.skip(reason="opt-in: needs a real KubeRay cluster; run with --kuberay-live")
+    for item in items:
+        if "kuberay_live" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """The embedded local Ray: 4 logical CPUs and 4 logical H100 GPUs, shared across modules."""
+    from tests.support import clusters
+
+    return clusters.local_ray()
+
+
+@pytest.fixture
+def no_leaks():
+    """Fails the test if it leaves a placement group, an actor or held GPUs behind."""
+    yield
+    from tests.support import clusters
+
+    found = clusters.leaks()
+    assert not any(found.values()), f"left behind: {found}"
+
+
+@pytest.fixture
+def logical_gpu_cluster():
+    """Factory: ``logical_gpu_cluster([NodeSpec(gpus=2, accelerator_type="H100"), ...])``."""
+    from tests.support import clusters
+
+    made = []
+
+    def make(workers, head_cpus: int = 1):
+        cluster = clusters.logical_gpu_cluster(workers, head_cpus=head_cpus)
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for _ in made:
+        clusters.shutdown_current()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    try:
+        from tests.support import clusters
+
+        clusters.shutdown_current()
+    except Exception:
+        pass
