@@ -102,7 +102,7 @@ class LogicalGpuCluster:
 
     def add_node(self, spec: NodeSpec = NodeSpec(), *, wait: bool = True) -> Any:
         node = self.cluster.add_node(wait=wait, **spec.node_args())
-        self.specs[node.unique_id] = spec
+        self.specs[node.node_id] = spec
         self.workers.append(node)
         return node
 

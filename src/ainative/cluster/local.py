@@ -217,7 +217,9 @@ def _start_local(namespace: str, *, num_cpus: int | None, num_gpus: int | None,
                 field="accelerator_type", value=accelerator_type)
         custom[res.Accelerator(accelerator_type).resource_name] = 1.0
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    kwargs: dict[str, Any] = dict(namespace=namespace, num_cpus=num_cpus, num_gpus=num_gpus,
+    # address="local": always a new embedded Ray, never a stray `ray start` cluster on this host.
+    kwargs: dict[str, Any] = dict(address="local", namespace=namespace, num_cpus=num_cpus,
+                                  num_gpus=num_gpus,
                                   resources=custom or None, include_dashboard=include_dashboard,
                                   dashboard_host="127.0.0.1", log_to_driver=log_to_driver,
                                   runtime_env=runtime_env,
@@ -234,6 +236,9 @@ def _join(address: str, namespace: str, *, runtime_env: dict[str, Any] | None, l
     import ray
 
     _check_reachable(address, connect_timeout_s)
+    _enable_token_if_available()
+    if "://" not in address and address != "auto":
+        _probe_auth(address, connect_timeout_s)
     try:
         ray.init(address=address, namespace=namespace, runtime_env=runtime_env,
                  log_to_driver=log_to_driver)
@@ -260,6 +265,45 @@ def _check_reachable(address: str, timeout_s: float) -> None:
             f"no Ray cluster reachable at {address} ({exc.strerror or exc}); start one with "
             "`ray start --head` or check the address / port (GCS default 6379, client 10001)",
             address=address) from None
+
+
+def token_available() -> bool:
+    """Whether a Ray auth token is where Ray looks for one (TOKEN_SOURCES)."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if path:
+        return Path(path).expanduser().is_file()
+    return (Path.home() / ".ray" / "auth_token").is_file()
+
+
+def _enable_token_if_available() -> None:
+    """Ray enables token auth for a *local* cluster when a token exists, but not when joining
+    one; do the same for joins. A token-mode client also works with a cluster without auth."""
+    if os.environ.get("RAY_AUTH_MODE") is None and token_available():
+        os.environ["RAY_AUTH_MODE"] = "token"
+        try:
+            from ray._raylet import Config
+
+            Config.initialize("")
+        except Exception as exc:  # older Ray without token auth: nothing to refresh
+            logger.debug("could not refresh Ray config for token auth: %s", exc)
+
+
+def _probe_auth(address: str, timeout_s: float) -> None:
+    """Ask the GCS one cheap question: an auth failure shows at once here, whereas ray.init
+    retries for ~20 s and then reports a generic ConnectionError."""
+    try:
+        from ray._raylet import GcsClient
+        from ray.exceptions import AuthenticationError
+    except ImportError:  # older Ray: no token auth, nothing to probe
+        return
+    try:
+        GcsClient(address=address).internal_kv_get(b"ainative-probe", None, timeout=timeout_s)
+    except AuthenticationError as exc:
+        raise _classify_join_error(address, exc) from None
+    except Exception as exc:  # anything else is left to ray.init, which reports it in full
+        logger.debug("GCS probe of %s: %s", address, exc)
 
 
 def _classify_join_error(address: str, exc: Exception) -> errors.AinativeError:

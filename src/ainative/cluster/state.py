@@ -40,14 +40,14 @@ def nodes() -> list[NodeView]:
         if not node.get("Alive"):
             continue
         node_id = node["NodeID"]
-        node_total = dict(total.get(node_id, node.get("Resources", {})))
+        node_total = _public(dict(total.get(node_id, node.get("Resources", {}))))
         views.append(NodeView(
             node_id=node_id,
             address=node.get("NodeManagerAddress", ""),
             accelerator_type=res.accelerator_type_of(node_total),
-            total=_public(node_total),
+            total=node_total,
             free=_public(dict(free.get(node_id, {}))),
-            is_head="node:__internal_head__" in node_total,
+            is_head="node:__internal_head__" in node.get("Resources", {}),
         ))
     views.sort(key=lambda v: (not v.is_head, v.node_id))
     return views

@@ -1,0 +1,107 @@
+"""A `ray start --head` cluster owned by one test: its own HOME (so its auth token lives in a
+throw-away ~/.ray/auth_token), its own ports, stopped by process group, never by `ray stop`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclasses.dataclass
+class RayHead:
+    home: Path
+    port: int
+    dashboard_port: int | None
+    process: subprocess.Popen
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def token_path(self) -> Path:
+        return self.home / ".ray" / "auth_token"
+
+    def env(self, *, with_token: bool = True, **extra: str) -> dict[str, str]:
+        """Environment for a client process: HOME holding the token (or an empty HOME)."""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("RAY_AUTH") and k != "RAY_ADDRESS"}
+        env["HOME"] = str(self.home if with_token else self.home.parent / "no-token-home")
+        Path(env["HOME"]).mkdir(parents=True, exist_ok=True)
+        env["RAY_USAGE_STATS_ENABLED"] = "0"
+        env.update(extra)
+        return env
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=5)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def start_head(tmp: Path, *, token: bool = True, num_cpus: int = 2, num_gpus: int = 0,
+               resources: str | None = None, dashboard: bool = False,
+               timeout_s: float = 60.0) -> RayHead:
+    home = tmp / "head-home"
+    home.mkdir(parents=True, exist_ok=True)
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH") and k != "RAY_ADDRESS"}
+    env.update(HOME=str(home), RAY_USAGE_STATS_ENABLED="0")
+    if token:
+        # Ray 2.60 turns token auth on for `ray start --head` when a token exists.
+        subprocess.run([ray_bin, "get-auth-token", "--generate"], env=env, check=True,
+                       capture_output=True, timeout=60)
+    port = free_port()
+    dash_port = free_port() if dashboard else None
+    cmd = [ray_bin, "start", "--head", f"--port={port}", f"--num-cpus={num_cpus}",
+           f"--num-gpus={num_gpus}", "--block", "--disable-usage-stats"]
+    if dashboard:
+        cmd += ["--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dash_port}"]
+    else:
+        cmd += ["--include-dashboard=false"]
+    if resources:
+        cmd.append(f"--resources={resources}")
+    log = open(tmp / "ray-head.log", "wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, cwd=str(tmp))
+    head = RayHead(home, port, dash_port, proc)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ray start exited: {(tmp / 'ray-head.log').read_text()[-2000:]}")
+        if _listening(port) and (not dashboard or _listening(dash_port)):
+            time.sleep(0.5)
+            return head
+        time.sleep(0.2)
+    head.stop()
+    raise TimeoutError(f"ray start --head did not come up in {timeout_s} s")
+
+
+def _listening(port: int | None) -> bool:
+    if port is None:
+        return True
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
