@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "ainative.errors:ConfigError",
     "InfeasibleError": "ainative.errors:InfeasibleError",
     "PlacementTimeoutError": "ainative.errors:PlacementTimeoutError",
+    "Queue": "ainative.policy.queues:Queue",
     "Resources": "ainative.resources:Resources",
     "connect": "ainative.cluster.local:connect",
     "errors": "ainative.errors",
