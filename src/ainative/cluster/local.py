@@ -283,7 +283,7 @@ def _enable_token_if_available() -> None:
     if os.environ.get("RAY_AUTH_MODE") is None and token_available():
         os.environ["RAY_AUTH_MODE"] = "token"
         try:
-            from ray._raylet import Config
+            from ray._raylet import Config  # type: ignore[attr-defined]
 
             Config.initialize("")
         except Exception as exc:  # older Ray without token auth: nothing to refresh
@@ -294,7 +294,7 @@ def _probe_auth(address: str, timeout_s: float) -> None:
     """Ask the GCS one cheap question: an auth failure shows at once here, whereas ray.init
     retries for ~20 s and then reports a generic ConnectionError."""
     try:
-        from ray._raylet import GcsClient
+        from ray._raylet import GcsClient  # type: ignore[attr-defined]
         from ray.exceptions import AuthenticationError
     except ImportError:  # older Ray: no token auth, nothing to probe
         return

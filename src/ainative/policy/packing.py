@@ -144,7 +144,8 @@ def shortfall(bundles: Sequence[Bundle], nodes: Mapping[str, Mapping[str, float]
         return (f"no single node can hold bundle {unfit[0]} {_describe(b)}; largest node has "
                 f"{_describe(_largest(nodes))}")
     if strategy == "STRICT_PACK":
-        return f"STRICT_PACK needs one node with {_describe(need)}; largest node has {_describe(_largest(nodes))}"
+        return (f"STRICT_PACK needs one node with {_describe(need)}; largest node has "
+                f"{_describe(_largest(nodes))}")
     if strategy == "STRICT_SPREAD":
         return (f"STRICT_SPREAD needs {len(bundles)} distinct nodes that each fit a bundle; "
                 f"the cluster has {len(nodes)} node(s)")
