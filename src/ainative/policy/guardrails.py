@@ -1,0 +1,332 @@
+"""Guardrail decisions, pure Python: budget admission, warn/stop at spend thresholds, maximum
+runtime, idle reclaim, crash loops and overruns. The live scheduler (through ``ainative.cost``) and
+the trace simulator drive the very same ``Guardrails`` object with explicit timestamps::
+
+    admit(job, now) ──refuse──> BudgetExceededError / AdmissionError at submit
+        │ admit
+    start(job, now) ─> meter(name, now, utilization=, restarts=) ──> (charges, decisions)
+        │                        │ charges -> SpendBook (and the SQLite ledger when live)
+        │                        └ decisions: warn | flag | stop(reason, checkpoint)
+    finish(name, now) ─> last charges
+
+Time never comes from a clock here, so a simulator can replay a month in milliseconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ainative import config
+from ainative.policy import pricing
+from ainative.policy._spend import Charge, JobSpec, SpendBook
+
+__all__ = ["Charge", "Decision", "GuardrailConfig", "Guardrails", "JobSpec", "SpendBook"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decision:
+    """What a guardrail wants: ``kind`` is "admit", "refuse", "warn", "flag" or "stop"; ``reason``
+    is "budget", "max_runtime", "idle", "crash_loop" or "overrun"."""
+
+    kind: str
+    reason: str = ""
+    message: str = ""
+    checkpoint: bool = True
+    details: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def blocks(self) -> bool:
+        return self.kind in ("refuse", "stop")
+
+
+ADMIT = Decision(kind="admit")
+
+
+@config.config_dataclass
+class GuardrailConfig:
+    """Knobs of the runaway guards and of metering."""
+
+    crash_loop_restarts: int = 3
+    """K: this many restarts within crash_loop_window_s stop the job instead of burning GPUs."""
+    crash_loop_window_s: float = 600.0
+    """T: the window, in seconds, for counting restarts."""
+    overrun_factor: float = 3.0
+    """N: a job running N x past its expected_duration_s is flagged (or stopped, see below)."""
+    overrun_action: str = "flag"
+    """"flag" (an event, the job keeps running) or "stop"."""
+    lookahead_s: float = 0.0
+    """Stop this many seconds of spend before a cap is reached: the live poll interval, so that a
+    budget is never overrun between two polls. 0 for a simulator that calls at exact deadlines."""
+    stop_grace_s: float = 30.0
+    """Seconds a stopped job gets to checkpoint."""
+
+    def __post_init__(self) -> None:
+        config.require_int("GuardrailConfig", "crash_loop_restarts", self.crash_loop_restarts, minimum=1)
+        config.require_positive("GuardrailConfig", "crash_loop_window_s", self.crash_loop_window_s)
+        config.require_range("GuardrailConfig", "overrun_factor", self.overrun_factor, 1.0, 1e9)
+        config.require_in("GuardrailConfig", "overrun_action", self.overrun_action, ("flag", "stop"))
+        config.require_positive("GuardrailConfig", "lookahead_s", self.lookahead_s, allow_zero=True)
+        config.require_positive("GuardrailConfig", "stop_grace_s", self.stop_grace_s, allow_zero=True)
+
+
+@dataclasses.dataclass(slots=True)
+class _Running:
+    spec: JobSpec
+    started_s: float
+    last_meter_s: float
+    rate_usd_per_s: float
+    gpus_total: float
+    idle_since_s: float | None = None
+    idle_warned: bool = False
+    restarts_seen: int = 0
+    restart_times: list[float] = dataclasses.field(default_factory=list)
+    overrun_flagged: bool = False
+
+
+class Guardrails:
+    """Per-job and per-queue guardrails over one ``SpendBook``."""
+
+    def __init__(self, prices: pricing.PriceTable | None = None, *,
+                 queue_budgets: Mapping[str, pricing.Budget] | None = None,
+                 queue_max_runtime_s: Mapping[str, float] | None = None,
+                 config: GuardrailConfig | None = None, book: SpendBook | None = None) -> None:
+        self.prices = prices or pricing.PriceTable()
+        self.queue_budgets = dict(queue_budgets or {})
+        self.queue_max_runtime_s = dict(queue_max_runtime_s or {})
+        self.config = config or GuardrailConfig()
+        self.book = book if book is not None else SpendBook()
+        self._running: dict[str, _Running] = {}
+        self._warned: set[tuple[str, float]] = set()
+
+    # -- admission ---------------------------------------------------------------------------
+    def horizon_s(self, job: JobSpec) -> float:
+        """Seconds of spend a job reserves: its max runtime, else its expected duration, else 0."""
+        limits = [x for x in (job.max_runtime_s, self.queue_max_runtime_s.get(job.queue or "")) if x]
+        if limits:
+            return float(min(limits))
+        return float(job.expected_duration_s or 0.0)
+
+    def _budgets(self, job: JobSpec) -> Iterable[tuple[str, str, pricing.Budget]]:
+        if job.budget is not None:
+            yield f"job:{job.name}", f"job {job.name!r}", job.budget
+        queue_budget = self.queue_budgets.get(job.queue or "")
+        if queue_budget is not None:
+            yield f"queue:{job.queue}", f"queue {job.queue!r}", queue_budget
+
+    def _outstanding(self, scope: str, now_s: float, exclude: str) -> tuple[float, float]:
+        """USD and GPU-hours still reserved by running jobs in ``scope`` (their unspent horizon)."""
+        usd = hours = 0.0
+        for name, run in self._running.items():
+            if name == exclude or scope not in (f"job:{name}", f"queue:{run.spec.queue}"):
+                continue
+            left = max(0.0, self.horizon_s(run.spec) - (now_s - run.started_s))
+            usd += run.rate_usd_per_s * left
+            hours += run.gpus_total * left / 3600.0
+        return usd, hours
+
+    def admit(self, job: JobSpec, now_s: float) -> Decision:
+        """Admit, or refuse when the job's reserved spend exceeds what a budget has left."""
+        rate = self.prices.rate_usd_per_s(job.gpus, job.cpus)
+        horizon = self.horizon_s(job)
+        want_usd, want_hours = rate * horizon, sum(job.gpus.values()) * horizon / 3600.0
+        for scope, label, budget in self._budgets(job):
+            spent_usd, spent_hours = self.book.spent(scope, budget.period_start(now_s))
+            held_usd, held_hours = self._outstanding(scope, now_s, exclude=job.name)
+            for unit, cap, spent, held, want in (("usd", budget.usd, spent_usd, held_usd, want_usd),
+                                                 ("gpu_hours", budget.gpu_hours, spent_hours,
+                                                  held_hours, want_hours)):
+                if cap is None:
+                    continue
+                left = cap - spent - held
+                if left <= 1e-9 or want > left + 1e-9:
+                    return _refusal(job, label, budget, unit, cap, spent, held, want, horizon)
+        return ADMIT
+
+    # -- running -----------------------------------------------------------------------------
+    def start(self, job: JobSpec, now_s: float) -> None:
+        """Begin metering ``job`` (admitted, its gang placed)."""
+        self._running[job.name] = _Running(
+            spec=job, started_s=now_s, last_meter_s=now_s, gpus_total=sum(job.gpus.values()),
+            rate_usd_per_s=self.prices.rate_usd_per_s(job.gpus, job.cpus))
+
+    def running(self) -> list[str]:
+        return list(self._running)
+
+    def meter(self, name: str, now_s: float, *, utilization: float | None = None,
+              restarts: int | None = None) -> tuple[list[Charge], list[Decision]]:
+        """Charge the time since the last call and decide: warnings, flags and at most one stop."""
+        run = self._running[name]
+        charges = self._charge(run, now_s)
+        decisions = self._budget_decisions(run, now_s)
+        decisions += self._runtime_decisions(run, now_s)
+        decisions += self._idle_decisions(run, now_s, utilization)
+        decisions += self._crash_decisions(run, now_s, restarts)
+        stops = [d for d in decisions if d.kind == "stop"]
+        return charges, [d for d in decisions if d.kind != "stop"] + stops[:1]
+
+    def finish(self, name: str, now_s: float) -> list[Charge]:
+        """The job ended (any outcome): charge its last interval and stop metering it."""
+        run = self._running.pop(name, None)
+        return self._charge(run, now_s) if run is not None else []
+
+    def _charge(self, run: _Running, now_s: float) -> list[Charge]:
+        start, run.last_meter_s = run.last_meter_s, max(run.last_meter_s, now_s)
+        charges = self.prices_charges(run.spec, start, run.last_meter_s)
+        for charge in charges:
+            self.book.add(charge)
+        return charges
+
+    def prices_charges(self, job: JobSpec, start_s: float, end_s: float) -> list[Charge]:
+        """One charge per accelerator type (and one for CPU cores) for ``[start_s, end_s)``."""
+        seconds = end_s - start_s
+        if seconds <= 0:
+            return []
+        out = [Charge(job=job.name, queue=job.queue, team=job.team, accelerator=kind,
+                      start_s=start_s, end_s=end_s, gpu_seconds=count * seconds,
+                      cost_usd=self.prices.gpu_hour_price(kind) * count * seconds / 3600.0)
+               for kind, count in sorted(job.gpus.items()) if count > 0]
+        if job.cpus > 0:
+            out.append(Charge(job=job.name, queue=job.queue, team=job.team, accelerator="CPU",
+                              start_s=start_s, end_s=end_s, gpu_seconds=0.0,
+                              cost_usd=self.prices.cpu_core_hour_usd * job.cpus * seconds / 3600.0))
+        return out
+
+    def _scope_rate(self, scope: str) -> tuple[float, float]:
+        usd = hours = 0.0
+        for name, run in self._running.items():
+            if scope in (f"job:{name}", f"queue:{run.spec.queue}"):
+                usd += run.rate_usd_per_s
+                hours += run.gpus_total / 3600.0
+        return usd, hours
+
+    def _budget_decisions(self, run: _Running, now_s: float) -> list[Decision]:
+        out: list[Decision] = []
+        for scope, label, budget in self._budgets(run.spec):
+            period = budget.period_start(now_s)
+            spent_usd, spent_hours = self.book.spent(scope, period)
+            rate_usd, rate_hours = self._scope_rate(scope)
+            ahead = self.config.lookahead_s
+            for unit, cap, spent, rate in (("usd", budget.usd, spent_usd, rate_usd),
+                                           ("gpu_hours", budget.gpu_hours, spent_hours, rate_hours)):
+                if cap is None:
+                    continue
+                facts = {"scope": scope, "unit": unit, "cap": cap, "spent": spent}
+                if spent + rate * ahead >= cap - 1e-9:
+                    out.append(Decision(
+                        kind="stop", reason="budget", checkpoint=True, details=facts,
+                        message=f"budget of {label} exhausted: spent {_fmt(unit, spent)} of "
+                                f"{_fmt(unit, cap)}; raise Budget({unit}=...) and re-run to resume "
+                                "from the last checkpoint"))
+                elif spent >= budget.warn_at * cap and (scope + unit, period) not in self._warned:
+                    self._warned.add((scope + unit, period))
+                    out.append(Decision(
+                        kind="warn", reason="budget", details=facts,
+                        message=f"budget of {label} at {spent / cap:.0%}: spent {_fmt(unit, spent)} "
+                                f"of {_fmt(unit, cap)} (warn_at={budget.warn_at})"))
+        return out
+
+    def _runtime_decisions(self, run: _Running, now_s: float) -> list[Decision]:
+        elapsed = now_s - run.started_s
+        out: list[Decision] = []
+        limits = [x for x in (run.spec.max_runtime_s, self.queue_max_runtime_s.get(run.spec.queue or ""))
+                  if x]
+        if limits and elapsed >= min(limits) - 1e-9:
+            out.append(Decision(kind="stop", reason="max_runtime", checkpoint=True,
+                                details={"elapsed_s": elapsed, "max_runtime_s": min(limits)},
+                                message=f"job {run.spec.name!r} ran {elapsed:.0f} s, max_runtime_s="
+                                        f"{min(limits):g}; raise max_runtime_s to run longer"))
+        expected = run.spec.expected_duration_s
+        if expected and elapsed >= self.config.overrun_factor * expected and not run.overrun_flagged:
+            run.overrun_flagged = True
+            stop = self.config.overrun_action == "stop"
+            out.append(Decision(kind="stop" if stop else "flag", reason="overrun", checkpoint=True,
+                                details={"elapsed_s": elapsed, "expected_duration_s": expected},
+                                message=f"job {run.spec.name!r} ran {elapsed:.0f} s, "
+                                        f"{elapsed / expected:.1f} x its expected_duration_s="
+                                        f"{expected:g} (overrun_factor={self.config.overrun_factor})"))
+        return out
+
+    def _idle_decisions(self, run: _Running, now_s: float, utilization: float | None) -> list[Decision]:
+        policy = run.spec.idle
+        if policy is None or utilization is None:
+            return []
+        if utilization >= policy.threshold:
+            run.idle_since_s, run.idle_warned = None, False
+            return []
+        if run.idle_since_s is None:
+            run.idle_since_s = now_s
+        idle_for = now_s - run.idle_since_s
+        facts = {"idle_s": idle_for, "utilization": utilization, "threshold": policy.threshold}
+        if idle_for >= policy.window_s - 1e-9 and policy.action == "stop":
+            return [Decision(kind="stop", reason="idle", checkpoint=True, details=facts,
+                             message=f"job {run.spec.name!r} idle (utilisation {utilization:.0%} < "
+                                     f"{policy.threshold:.0%}) for {idle_for:.0f} s >= window_s="
+                                     f"{policy.window_s:g}: checkpoint and release")]
+        if idle_for >= policy.warn_s - 1e-9 and not run.idle_warned:
+            run.idle_warned = True
+            return [Decision(kind="warn", reason="idle", details=facts,
+                             message=f"job {run.spec.name!r} idle for {idle_for:.0f} s; released at "
+                                     f"window_s={policy.window_s:g}")]
+        return []
+
+    def _crash_decisions(self, run: _Running, now_s: float, restarts: int | None) -> list[Decision]:
+        if restarts is None or restarts <= run.restarts_seen:
+            return []
+        run.restart_times += [now_s] * (restarts - run.restarts_seen)
+        run.restarts_seen = restarts
+        window = self.config.crash_loop_window_s
+        recent = [t for t in run.restart_times if t > now_s - window]
+        run.restart_times = recent
+        if len(recent) < self.config.crash_loop_restarts:
+            return []
+        return [Decision(kind="stop", reason="crash_loop", checkpoint=False,
+                         details={"restarts": len(recent), "window_s": window},
+                         message=f"job {run.spec.name!r} restarted {len(recent)} times within "
+                                 f"{window:g} s (crash_loop_restarts={self.config.crash_loop_restarts})"
+                                 ": stopped instead of burning GPUs; fix the crash and re-run")]
+
+    def next_deadline_s(self, name: str, now_s: float) -> float | None:
+        """The earliest time a decision about ``name`` can change with usage as it is now (a cap
+        reached, max runtime, the idle window, an overrun); lets a simulator jump straight there."""
+        run = self._running[name]
+        times: list[float] = []
+        limits = [x for x in (run.spec.max_runtime_s, self.queue_max_runtime_s.get(run.spec.queue or ""))
+                  if x]
+        if limits:
+            times.append(run.started_s + min(limits))
+        if run.spec.expected_duration_s and not run.overrun_flagged:
+            times.append(run.started_s + self.config.overrun_factor * run.spec.expected_duration_s)
+        if run.spec.idle is not None and run.idle_since_s is not None:
+            times.append(run.idle_since_s + run.spec.idle.window_s)
+        for scope, _label, budget in self._budgets(run.spec):
+            spent_usd, spent_hours = self.book.spent(scope, budget.period_start(now_s))
+            rate_usd, rate_hours = self._scope_rate(scope)
+            for cap, spent, rate in ((budget.usd, spent_usd, rate_usd),
+                                     (budget.gpu_hours, spent_hours, rate_hours)):
+                if cap is not None and rate > 0:
+                    times.append(now_s + max(0.0, (cap - spent) / rate - self.config.lookahead_s))
+        future = [t for t in times if t > now_s]
+        return min(future) if future else None
+
+
+def _fmt(unit: str, value: float) -> str:
+    return f"${value:,.2f}" if unit == "usd" else f"{value:,.2f} GPU-hours"
+
+
+def _refusal(job: JobSpec, label: str, budget: pricing.Budget, unit: str, cap: float, spent: float,
+             held: float, want: float, horizon: float) -> Decision:
+    left = max(0.0, cap - spent - held)
+    basis = (f"max_runtime_s={horizon:g}" if job.max_runtime_s else
+             f"expected_duration_s={horizon:g}" if horizon else "no runtime limit")
+    gpus = ", ".join(f"{n:g} x {k}" for k, n in sorted(job.gpus.items())) or f"{job.cpus:g} CPUs"
+    period = f" this {budget.period}" if budget.period else ""
+    return Decision(
+        kind="refuse", reason="budget", checkpoint=False,
+        details={"scope": label, "unit": unit, "cap": cap, "spent": spent, "reserved_by_others": held,
+                 "remaining": left, "reservation": want, "horizon_s": horizon},
+        message=f"budget of {label}{period}: {_fmt(unit, left)} left of {_fmt(unit, cap)} "
+                f"(spent {_fmt(unit, spent)}, reserved by running jobs {_fmt(unit, held)}); job "
+                f"{job.name!r} reserves {_fmt(unit, want)} ({gpus} for {basis}). Lower "
+                f"max_runtime_s or raise Budget({unit}=...)")
