@@ -72,7 +72,7 @@ class Dataset:
         # Ship references and resolved metadata only; a running shuffle is waited on until every
         # block has been submitted (not computed).
         n = self.num_blocks()
-        refs = [self._source.ref(i) for i in range(n)]
+        refs = [self._source.ref(i) for i in builtins.range(n)]
         return (Dataset, (StaticBlocks(refs, self._source.metadata()), self._schema))
 
     def __repr__(self) -> str:
@@ -104,8 +104,8 @@ class Dataset:
         import ray
 
         n = self.num_blocks()
-        for i in range(n):
-            for j in range(i + 1, min(n, i + 1 + prefetch)):
+        for i in builtins.range(n):
+            for j in builtins.range(i + 1, min(n, i + 1 + prefetch)):
                 ray.wait([self._source.ref(j)], timeout=0, fetch_local=True)
             try:
                 yield ray.get(self._source.ref(i))
@@ -127,7 +127,12 @@ class Dataset:
         return pa.concat_tables(tables)
 
     def materialize(self) -> Dataset:
-        """Wait until every block is computed; returns ``self``."""
+        """Wait until every block is computed; returns ``self``. A failed block raises here."""
+        import ray
+
+        refs = [self.block_ref(i) for i in builtins.range(self.num_blocks())]
+        if refs:
+            ray.wait(refs, num_returns=len(refs), fetch_local=False)
         self.block_metadata()
         return self
 

@@ -28,6 +28,7 @@ Backpressure: at most ``parallelism`` tasks in flight, and at most one round of 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tempfile
@@ -38,7 +39,7 @@ from typing import Any
 import pyarrow as pa
 
 from ainative import errors
-from ainative.config import config_dataclass, require_int
+from ainative.config import require_int
 from ainative.data import _blocks, _runtime
 from ainative.data.dataset import Dataset, StaticBlocks
 
@@ -46,11 +47,13 @@ TARGET_PARTITION_BYTES = 256 * 2**20
 """Default output block size: few large blocks keep per-task and per-object overhead small."""
 
 FAULT_ENV = "AINATIVE_DATA_FAULT_DIR"
-"""Fault injection for tests: a task exits its worker process (a real crash) once when the file
-``ainative-fault-<stage>-<seed>-<index>`` exists in this directory; it deletes the file first."""
+"""Fault injection for tests: a map or reduce task exits its worker process (a real crash) once
+when the file ``ainative-fault-<stage>-<seed>-<index>`` exists in this directory (default: the
+temp directory); it deletes the file first, so the retry runs normally. One stat per task."""
 
 
-@config_dataclass
+# Spelled out rather than config.config_dataclass so that mypy sees a dataclass.
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class ShuffleConfig:
     """How ``Dataset.shuffle`` runs."""
 
@@ -76,9 +79,7 @@ class ShuffleConfig:
 
 
 def _maybe_crash(stage: str, seed: int, index: int) -> None:
-    directory = os.environ.get(FAULT_ENV)
-    if not directory:
-        return
+    directory = os.environ.get(FAULT_ENV) or tempfile.gettempdir()
     marker = os.path.join(directory, f"ainative-fault-{stage}-{seed}-{index}")
     try:
         os.remove(marker)
@@ -236,7 +237,3 @@ def shuffle(ds: Dataset, config: ShuffleConfig) -> Dataset:
     if schema is None or not meta or sum(rows for rows, _ in meta) == 0:
         return Dataset(StaticBlocks([], []), schema)
     return Dataset(ShuffleRun(ds, config, meta, schema), schema)
-
-
-def default_fault_dir() -> str:
-    return tempfile.gettempdir()
