@@ -35,13 +35,13 @@ from ainative import errors
 
 Path_ = tuple[Any, ...]
 
-# kind -> (public constructor path, parameter filled from a "module:function" string, or None)
+# kind -> (public name in `ainative`, parameter filled from a "module:function" string, or None)
 KIND_TARGETS: dict[str, tuple[str, str | None]] = {
-    "TrainJob": ("ainative.train:TrainJob", "train_fn"),
-    "Endpoint": ("ainative.serve:Endpoint", "model"),
-    "Queue": ("ainative.scheduling:Queue", None),
-    "Budget": ("ainative.policy.pricing:Budget", None),
-    "KubeRayCluster": ("ainative.cluster.kuberay:KubeRayClusterConfig", None),
+    "TrainJob": ("TrainJob", "train_fn"),
+    "Endpoint": ("Endpoint", "model"),
+    "Queue": ("Queue", None),
+    "Budget": ("Budget", None),
+    "KubeRayCluster": ("KubeRayClusterConfig", None),
 }
 KINDS = ("TrainJob", "Endpoint", "Dataset", "Queue", "Budget", "KubeRayCluster")
 _SKIP_PARAMS = {"self", "args", "kwargs"}
@@ -80,8 +80,9 @@ DATASET_SCHEMA: dict[str, Any] = {
 # ----------------------------------------------------------------------------- schema generation
 
 def _target(kind: str) -> Any:
-    module, _, attr = KIND_TARGETS[kind][0].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    import ainative
+
+    return getattr(ainative, KIND_TARGETS[kind][0])
 
 
 def _params(cls: Any) -> list[tuple[str, Any]]:

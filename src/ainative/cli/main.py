@@ -13,6 +13,7 @@ from ainative import errors
 # Modules that register commands, in --help order.
 COMMAND_MODULES: tuple[str, ...] = (
     "ainative.cli.core",
+    "ainative.cli.golden",
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2

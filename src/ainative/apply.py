@@ -1,0 +1,104 @@
+"""Run a validated spec file: documents in order, after *all* of them validated.
+
+Queue and Budget documents configure the scheduler first (a budget attaches to its queue);
+Dataset documents build datasets that TrainJobs reference by name; TrainJobs run to completion;
+Endpoints are deployed; KubeRayCluster documents are brought up. With ``kuberay=cluster.yaml``,
+TrainJobs are submitted as RayJobs to that KubeRay cluster instead of running here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ainative import errors, spec
+
+
+def apply_file(path: str, *, address: str | None = None, kuberay: str | None = None,
+               dry_run: bool = False, out: Callable[[str], Any] = print) -> list[dict[str, Any]]:
+    docs = spec.load(path)
+    # Build every config now: all validation happens before anything runs.
+    objects = {d.index: spec.build(d) for d in docs if d.kind not in ("Dataset",)}
+    if dry_run:
+        for d in docs:
+            out(f"{d.file}: {d.kind} {d.name}: valid")
+        return [{"kind": d.kind, "name": d.name, "ok": True, "dry_run": True} for d in docs]
+    if kuberay is not None:
+        return _apply_kuberay(docs, objects, kuberay, out)
+    return _apply_ray(docs, objects, address, out)
+
+
+def _apply_ray(docs: list[spec.Document], objects: dict[int, Any], address: str | None,
+               out: Callable[[str], Any]) -> list[dict[str, Any]]:
+    import ainative
+
+    cluster = ainative.connect(address)
+    results: list[dict[str, Any]] = []
+    _configure_queues(docs, objects, out, results)
+    datasets: dict[str, Any] = {}
+    for d in docs:
+        if d.kind == "Dataset":
+            datasets[d.name] = spec.build_dataset(d)
+            out(f"Dataset {d.name}: {datasets[d.name].count()} rows")
+            results.append({"kind": "Dataset", "name": d.name, "ok": True})
+        elif d.kind == "TrainJob":
+            job = spec.build(d, datasets) if d.data.get("datasets") else objects[d.index]
+            out(f"TrainJob {d.name}: running")
+            result = job.run()
+            status = getattr(result, "status", "succeeded")
+            out(f"TrainJob {d.name}: {status}, restarts={result.restarts}, metrics={result.metrics}")
+            results.append({"kind": "TrainJob", "name": d.name, "ok": status == "succeeded",
+                            "status": status, "restarts": result.restarts, "metrics": result.metrics})
+        elif d.kind == "Endpoint":
+            handle = objects[d.index].deploy()
+            out(f"Endpoint {d.name}: serving at {handle.url}")
+            results.append({"kind": "Endpoint", "name": d.name, "ok": True, "url": handle.url})
+        elif d.kind == "KubeRayCluster":
+            from ainative.cluster import kuberay
+
+            up = kuberay.up(objects[d.index])
+            out(f"KubeRayCluster {d.name}: ready at {up.address}")
+            results.append({"kind": "KubeRayCluster", "name": d.name, "ok": True,
+                            "address": up.address})
+    if cluster.owned and not any(r["kind"] == "Endpoint" for r in results):
+        cluster.shutdown()
+    return results
+
+
+def _configure_queues(docs: list[spec.Document], objects: dict[int, Any], out: Callable[[str], Any],
+                      results: list[dict[str, Any]]) -> None:
+    import dataclasses
+
+    from ainative import scheduling
+
+    queues = {d.name: objects[d.index] for d in docs if d.kind == "Queue"}
+    for d in docs:
+        if d.kind == "Budget":
+            name = d.data["queue"]
+            if name not in queues:
+                raise d.error(("queue",), f"budget for queue {name!r}, which this file does not define")
+            queues[name] = dataclasses.replace(queues[name], budget=objects[d.index])
+    if queues:
+        scheduling.configure(list(queues.values()))
+        out(f"configured queues: {', '.join(queues)}")
+        results.extend({"kind": "Queue", "name": n, "ok": True} for n in queues)
+
+
+def _apply_kuberay(docs: list[spec.Document], objects: dict[int, Any], cluster_file: str,
+                   out: Callable[[str], Any]) -> list[dict[str, Any]]:
+    from ainative.cluster import kuberay
+
+    cluster_docs = [d for d in spec.load(cluster_file) if d.kind == "KubeRayCluster"]
+    if len(cluster_docs) != 1:
+        raise errors.SpecError(f"{cluster_file}: expected exactly one 'kind: KubeRayCluster' document, "
+                               f"found {len(cluster_docs)}", file=cluster_file, line=1, field="kind")
+    cluster_spec = spec.build(cluster_docs[0])
+    results = []
+    for d in docs:
+        if d.kind == "TrainJob":
+            job = kuberay.submit(objects[d.index], cluster_spec=cluster_spec)
+            final = job.wait()
+            out(f"TrainJob {d.name} on KubeRay: {final}")
+            results.append({"kind": "TrainJob", "name": d.name, "ok": "SUCCEEDED" in str(final).upper(),
+                            "status": str(final)})
+    return results
