@@ -1,6 +1,56 @@
-"""Provision Ray on Kubernetes through KubeRay (the only place that imports ``kubernetes``).
+"""Provision Ray on Kubernetes through KubeRay: RayCluster, RayJob and RayService.
+
+Manifests are pure functions (no API server, no ``kubernetes`` import); ``up``/``down``/``submit``/
+``serve`` load the official ``kubernetes`` client on first use. This package is the only place in
+ainative that imports ``kubernetes``.
+
+::
+
+    spec = KubeRayClusterConfig(name="research", worker_groups=[NodeGroupConfig(...)])
+    raycluster_manifest(spec)             # validated dict (CRD schema + operator rules)
+    cluster = up(spec, timeout_s=900)     # create or adopt, wait for readiness
+    ainative.connect(cluster)             # ray://<head svc>.<ns>.svc:10001
+    down("research", namespace="ml")
 """
+
 from __future__ import annotations
-from ainative.cluster.kuberay.config import KubeRayClusterConfig, NodeGroupConfig
-from ainative.cluster.kuberay.manifests import raycluster_manifest, rayjob_manifest, rayservice_manifest
-from ainative.cluster.kuberay.schema import validate
+
+import importlib
+from typing import Any
+
+from ainative.cluster.kuberay.config import KubeRayClusterConfig as KubeRayClusterConfig
+from ainative.cluster.kuberay.config import NodeGroupConfig as NodeGroupConfig
+from ainative.cluster.kuberay.manifests import raycluster_manifest as raycluster_manifest
+from ainative.cluster.kuberay.manifests import rayjob_manifest as rayjob_manifest
+from ainative.cluster.kuberay.manifests import rayservice_manifest as rayservice_manifest
+from ainative.cluster.kuberay.rbac import role_manifest as role_manifest
+from ainative.cluster.kuberay.schema import validate as validate
+
+# Names that need the kubernetes client: loaded on first use.
+_LAZY = {
+    "JobStatus": "ainative.cluster.kuberay.ops",
+    "KubeRayClient": "ainative.cluster.kuberay.client",
+    "KubeRayCluster": "ainative.cluster.kuberay.ops",
+    "KubeRayJob": "ainative.cluster.kuberay.ops",
+    "PortForward": "ainative.cluster.kuberay.portforward",
+    "down": "ainative.cluster.kuberay.ops",
+    "serve": "ainative.cluster.kuberay.ops",
+    "submit": "ainative.cluster.kuberay.ops",
+    "up": "ainative.cluster.kuberay.ops",
+}
+
+__all__ = sorted(["KubeRayClusterConfig", "NodeGroupConfig", "raycluster_manifest",
+                  "rayjob_manifest", "rayservice_manifest", "role_manifest", "validate", *_LAZY])
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ainative.cluster.kuberay' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -6,6 +6,7 @@ or a notebook gets a ``ConfigError`` naming the field before anything talks to a
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -50,7 +51,8 @@ def _check_str_map(owner: str, field: str, value: Any) -> None:
             f"strings, e.g. {{'num-cpus': '4'}}); got {value!r}", field=field, value=value)
 
 
-@config.config_dataclass
+# Same as config.config_dataclass, spelled out so that mypy sees the dataclass fields.
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class NodeGroupConfig:
     """One group of identical Ray nodes (the head, or one worker group) as Kubernetes pods."""
 
@@ -132,7 +134,8 @@ class NodeGroupConfig:
         return _construct(cls, items, "NodeGroupConfig")
 
 
-@config.config_dataclass
+# Same as config.config_dataclass, spelled out so that mypy sees the dataclass fields.
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class KubeRayClusterConfig:
     """A Ray cluster on Kubernetes through the KubeRay operator (a ``ray.io/v1`` RayCluster)."""
 

@@ -143,6 +143,17 @@ def raycluster_manifest(spec: KubeRayClusterConfig | Mapping[str, Any]) -> dict[
     return manifest
 
 
+def _import_path(fn: Any, name: str) -> str:
+    """``module:qualname`` of a function that pods can import (not one defined in __main__)."""
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not module or module == "__main__" or "<" in qualname:
+        raise errors.ConfigError(
+            f"{name!r}: {fn!r} is defined in __main__ or locally, so pods cannot import it; move "
+            "it into a module that the image has and pass it or 'module:function'",
+            field="train_fn", value=repr(fn))
+    return f"{module}:{qualname}"
+
+
 def job_entrypoint(job: Any) -> tuple[str, str]:
     """``(name, entrypoint)`` of a train job given as an object, a mapping or a string.
 
@@ -158,7 +169,7 @@ def job_entrypoint(job: Any) -> tuple[str, str]:
                                  value=name)
     target = get("entrypoint") or get("train_fn") or get("spec")
     if callable(target):
-        target = f"{target.__module__}:{target.__qualname__}"
+        target = _import_path(target, name)
     if not isinstance(target, str) or not target.strip():
         raise errors.ConfigError(
             f"train job {name!r} needs an entrypoint (a command), a train_fn ('module:function' "
@@ -169,7 +180,7 @@ def job_entrypoint(job: Any) -> tuple[str, str]:
         return name, f"python -m ainative.cli.main apply {shlex.quote(target)}"
     module, sep, func = target.partition(":")
     if sep and " " not in target and module and func.replace(".", "").isidentifier():
-        code = f"import importlib; importlib.import_module({module!r}).{func}()"
+        code = f'import importlib; importlib.import_module("{module}").{func}()'
         return name, f"python -c {shlex.quote(code)}"
     return name, target
 
@@ -215,7 +226,7 @@ def serve_config(endpoint: Any) -> tuple[str, dict[str, Any]]:
                                  value=name)
     target = get("import_path") or get("model_factory")
     if callable(target):
-        target = f"{target.__module__}:{target.__qualname__}"
+        target = _import_path(target, name)
     if not isinstance(target, str) or ":" not in target:
         raise errors.ConfigError(
             f"endpoint {name!r} needs import_path 'module:attribute' (a Serve application or an "

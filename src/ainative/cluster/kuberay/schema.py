@@ -40,7 +40,7 @@ def crd_schema(kind: str) -> dict[str, Any]:
         raise errors.KubeRayValidationError(
             f"kind must be one of {sorted(PLURALS)}; got {kind!r}", path="kind", value=kind)
     text = resources.files("ainative.cluster.kuberay").joinpath(
-        "crds", f"{PLURALS[kind]}.v1.json").read_text(encoding="utf-8")
+        "crds").joinpath(f"{PLURALS[kind]}.v1.json").read_text(encoding="utf-8")
     schema: dict[str, Any] = json.loads(text)["openAPIV3Schema"]
     return schema
 

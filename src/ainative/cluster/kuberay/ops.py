@@ -1,0 +1,293 @@
+"""``up`` / ``down`` / ``submit`` / ``serve``: apply validated manifests, adopt our own, wait.
+
+::
+
+    config ──► manifest (validated) ──► create ──201──► wait (watch conditions) ──► handle
+                                          │409
+                                          ▼
+                           get: our owner label? ──no──► KubeRayConflictError
+                                          │yes
+                           JSON patch of the fields we own (never replicas / workersToDelete,
+                           which the autoscaler owns), guarded by resourceVersion ──► wait
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from ainative import errors
+from ainative.cluster.kuberay import manifests, schema, wait
+from ainative.cluster.kuberay.client import KubeRayClient
+from ainative.cluster.kuberay.config import KubeRayClusterConfig
+from ainative.cluster.kuberay.portforward import PortForward
+
+logger = logging.getLogger(__name__)
+# Worker-group fields that the autoscaler writes; we keep whatever the live object has.
+AUTOSCALER_FIELDS = ("replicas", "scaleStrategy")
+CLUSTER_SPEC_KEY = {"RayCluster": None, "RayService": "rayClusterConfig", "RayJob": "rayClusterSpec"}
+_ATTEMPTS = 3
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Applied:
+    """The object as the server returned it, and whether we created it or adopted it."""
+
+    object: dict[str, Any]
+    created: bool
+    patched: bool
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _keep_autoscaler_fields(desired: dict[str, Any], live: Mapping[str, Any]) -> None:
+    live_groups = {g.get("groupName"): g for g in live.get("workerGroupSpecs") or []}
+    for group in desired.get("workerGroupSpecs") or []:
+        current = live_groups.get(group.get("groupName"))
+        if current is None:
+            continue
+        for field in AUTOSCALER_FIELDS:
+            if field in current:
+                group[field] = current[field]
+            else:
+                group.pop(field, None)
+
+
+def owned_patch(desired: Mapping[str, Any], live: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """JSON patch ops that bring ``live`` to ``desired`` on the fields we own, guarded by
+    resourceVersion (a concurrent writer makes the server answer 409 and we re-read)."""
+    kind = desired["kind"]
+    want = schema.fill_defaults(copy.deepcopy(dict(desired["spec"])),
+                                schema.crd_schema(kind)["properties"]["spec"])
+    have = live.get("spec") or {}
+    key = CLUSTER_SPEC_KEY[kind]
+    if key is None:
+        _keep_autoscaler_fields(want, have)
+    elif isinstance(want.get(key), dict):
+        _keep_autoscaler_fields(want[key], have.get(key) or {})
+    ops: list[dict[str, Any]] = []
+    for field, value in want.items():
+        if have.get(field) != value:
+            ops.append({"op": "add" if field not in have else "replace",
+                        "path": f"/spec/{_escape(field)}", "value": value})
+    live_labels = (live.get("metadata") or {}).get("labels") or {}
+    for label, value in (desired["metadata"].get("labels") or {}).items():
+        if live_labels.get(label) != value:
+            ops.append({"op": "add", "path": f"/metadata/labels/{_escape(label)}", "value": value})
+    if ops:
+        rv = live["metadata"]["resourceVersion"]
+        ops.insert(0, {"op": "replace", "path": "/metadata/resourceVersion", "value": rv})
+    return ops
+
+
+def _check_owner(desired: Mapping[str, Any], live: Mapping[str, Any]) -> None:
+    want = desired["metadata"]["labels"].get(manifests.OWNER_LABEL)
+    labels = (live.get("metadata") or {}).get("labels") or {}
+    have = labels.get(manifests.OWNER_LABEL)
+    if labels.get(manifests.MANAGED_BY) != "ainative" or have != want:
+        meta = desired["metadata"]
+        raise errors.KubeRayConflictError(
+            f"{desired['kind']} {meta['namespace']}/{meta['name']} exists and is not ours to adopt "
+            f"(label {manifests.OWNER_LABEL}={have!r}, {manifests.MANAGED_BY}="
+            f"{labels.get(manifests.MANAGED_BY)!r}; we are {want!r}). Choose another name, or set "
+            "owner= to the owner it has", kind=desired["kind"], name=meta["name"], owner=have)
+
+
+def apply(client: KubeRayClient, manifest: Mapping[str, Any]) -> Applied:
+    """Create ``manifest``, or adopt the existing object with our owner label and patch it."""
+    schema.validate(manifest)
+    kind, meta = manifest["kind"], manifest["metadata"]
+    for _ in range(_ATTEMPTS):
+        try:
+            return Applied(client.create(manifest), created=True, patched=False)
+        except errors.KubeRayConflictError:
+            pass
+        live = client.get(kind, meta["namespace"], meta["name"])
+        if live is None:
+            continue  # deleted between our create and our get: create again
+        _check_owner(manifest, live)
+        ops = owned_patch(manifest, live)
+        if not ops:
+            return Applied(live, created=False, patched=False)
+        try:
+            obj = client.json_patch(kind, meta["namespace"], meta["name"], ops)
+            logger.info("adopted %s %s/%s and patched %d field(s)", kind, meta["namespace"],
+                        meta["name"], len(ops) - 1)
+            return Applied(obj, created=False, patched=True)
+        except errors.KubeRayConflictError:
+            continue  # someone (the autoscaler) wrote in between: re-read and re-diff
+    raise errors.KubeRayConflictError(
+        f"{kind} {meta['namespace']}/{meta['name']} kept changing under us ({_ATTEMPTS} tries); "
+        "retry later", kind=kind, name=meta["name"])
+
+
+class KubeRayCluster:
+    """A ready RayCluster: ``ai.connect(cluster)`` joins it through ``.address``."""
+
+    def __init__(self, obj: Mapping[str, Any], *, created: bool, client: KubeRayClient) -> None:
+        meta, status = obj["metadata"], obj.get("status") or {}
+        self.name: str = meta["name"]
+        self.namespace: str = meta["namespace"]
+        self.created = created
+        self.status: dict[str, Any] = dict(status)
+        self.head_service: str = (status.get("head") or {}).get("serviceName") or \
+            f"{self.name}-head-svc"
+        self.endpoints: dict[str, str] = dict(status.get("endpoints") or {})
+        self._client = client
+
+    def _port(self, key: str, default: int) -> int:
+        value = self.endpoints.get(key)
+        return int(value) if value and str(value).isdigit() else default
+
+    @property
+    def host(self) -> str:
+        return f"{self.head_service}.{self.namespace}.svc"
+
+    @property
+    def address(self) -> str:
+        """Ray client address, reachable from inside the Kubernetes cluster."""
+        return f"ray://{self.host}:{self._port('client', 10001)}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.host}:{self._port('dashboard', 8265)}"
+
+    def port_forward(self, *, timeout_s: float = 30.0, kubectl: str = "kubectl") -> PortForward:
+        """Forward the client and dashboard ports to 127.0.0.1 (for use outside the cluster)."""
+        return PortForward.start(self.namespace, self.head_service,
+                                 {"client": self._port("client", 10001),
+                                  "dashboard": self._port("dashboard", 8265)},
+                                 timeout_s=timeout_s, kubectl=kubectl)
+
+    def __repr__(self) -> str:
+        return f"KubeRayCluster({self.namespace}/{self.name}, address={self.address!r})"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobStatus:
+    """Terminal state of a RayJob as KubeRay reported it."""
+
+    name: str
+    deployment_status: str
+    job_status: str
+    reason: str
+    message: str
+
+    @property
+    def succeeded(self) -> bool:
+        return self.deployment_status == "Complete" and self.job_status == "SUCCEEDED"
+
+
+class KubeRayJob:
+    """A submitted RayJob; ``wait()`` returns its terminal :class:`JobStatus`."""
+
+    def __init__(self, name: str, namespace: str, client: KubeRayClient, *, created: bool) -> None:
+        self.name, self.namespace, self.created, self._client = name, namespace, created, client
+
+    def wait(self, timeout_s: float = 3600.0) -> JobStatus:
+        obj = wait.wait_for(self._client, "RayJob", self.namespace, self.name, timeout_s,
+                            tolerate_deleted=True)
+        status = obj.get("status") or {}
+        return JobStatus(self.name, status.get("jobDeploymentStatus", ""),
+                         status.get("jobStatus", ""), status.get("reason", ""),
+                         status.get("message", ""))
+
+    def __repr__(self) -> str:
+        return f"KubeRayJob({self.namespace}/{self.name})"
+
+
+def _client(client: KubeRayClient | None) -> KubeRayClient:
+    return client if client is not None else KubeRayClient()
+
+
+def up(spec: KubeRayClusterConfig | Mapping[str, Any], *, timeout_s: float = 900.0,
+       client: KubeRayClient | None = None) -> KubeRayCluster:
+    """Create (or adopt) the RayCluster, wait until it is ready, and return it."""
+    manifest = manifests.raycluster_manifest(spec)
+    kc = _client(client)
+    applied = apply(kc, manifest)
+    meta = manifest["metadata"]
+    obj = wait.wait_for(kc, "RayCluster", meta["namespace"], meta["name"], timeout_s)
+    return KubeRayCluster(obj, created=applied.created, client=kc)
+
+
+def down(name: str, namespace: str = "default", *, kind: str = "RayCluster",
+         owner: str = "ainative", force: bool = False, timeout_s: float = 120.0,
+         client: KubeRayClient | None = None) -> bool:
+    """Delete our RayCluster (or RayJob / RayService) and wait until it is gone.
+
+    Returns False when there was nothing to delete. Objects without our owner label are refused
+    unless ``force``."""
+    if kind not in schema.PLURALS:
+        raise errors.ConfigError(f"kind must be one of {sorted(schema.PLURALS)}; got {kind!r}",
+                                 field="kind", value=kind)
+    kc = _client(client)
+    live = kc.get(kind, namespace, name)
+    if live is None:
+        return False
+    labels = (live.get("metadata") or {}).get("labels") or {}
+    if not force and labels.get(manifests.OWNER_LABEL) != owner:
+        raise errors.KubeRayConflictError(
+            f"{kind} {namespace}/{name} is not ours (label {manifests.OWNER_LABEL}="
+            f"{labels.get(manifests.OWNER_LABEL)!r}, expected {owner!r}); pass force=True to "
+            "delete it anyway", kind=kind, name=name)
+    if not kc.delete(kind, namespace, name):
+        return False
+    _wait_gone(kc, kind, namespace, name, timeout_s)
+    return True
+
+
+def _wait_gone(kc: KubeRayClient, kind: str, namespace: str, name: str, timeout_s: float) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while (live := kc.get(kind, namespace, name)) is not None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise errors.KubeRayTimeoutError(
+                f"{kind} {namespace}/{name} still exists {timeout_s:g} s after delete (finalizers: "
+                f"{live['metadata'].get('finalizers')})", kind=kind, name=name,
+                last_status=live.get("status"))
+        rv = live["metadata"].get("resourceVersion")
+        for event_type, _ in kc.watch(kind, namespace, name, rv, min(left, 10.0)):
+            if event_type == "DELETED":
+                return
+
+
+def submit(train_job: Any, cluster_spec: KubeRayClusterConfig | Mapping[str, Any], *,
+           client: KubeRayClient | None = None, **rayjob_options: Any) -> KubeRayJob:
+    """Submit ``train_job`` as a RayJob on a new cluster shaped like ``cluster_spec``.
+
+    ``rayjob_options`` go to :func:`rayjob_manifest` (runtime_env, active_deadline_s, ...)."""
+    manifest = manifests.rayjob_manifest(train_job, cluster_spec, **rayjob_options)
+    kc = _client(client)
+    meta = manifest["metadata"]
+    try:
+        created = kc.create(manifest)
+        return KubeRayJob(meta["name"], meta["namespace"], kc, created=bool(created))
+    except errors.KubeRayConflictError:
+        live = kc.get("RayJob", meta["namespace"], meta["name"])
+        if live is None:
+            raise
+        _check_owner(manifest, live)
+        if (live.get("spec") or {}).get("entrypoint") != manifest["spec"]["entrypoint"]:
+            raise errors.KubeRayConflictError(
+                f"RayJob {meta['namespace']}/{meta['name']} exists with a different entrypoint "
+                f"({live['spec'].get('entrypoint')!r}); delete it (`ainative down {meta['name']} "
+                "--kind RayJob`) or rename the job", kind="RayJob", name=meta["name"]) from None
+        return KubeRayJob(meta["name"], meta["namespace"], kc, created=False)
+
+
+def serve(endpoint: Any, cluster_spec: KubeRayClusterConfig | Mapping[str, Any], *,
+          timeout_s: float = 900.0, client: KubeRayClient | None = None) -> dict[str, Any]:
+    """Apply ``endpoint`` as a RayService and wait until Ready with serve endpoints > 0."""
+    manifest = manifests.rayservice_manifest(endpoint, cluster_spec)
+    kc = _client(client)
+    apply(kc, manifest)
+    meta = manifest["metadata"]
+    return wait.wait_for(kc, "RayService", meta["namespace"], meta["name"], timeout_s)
