@@ -18,11 +18,14 @@ _EXPORTS: dict[str, str] = {
     "Cluster": "ainative.cluster.local:Cluster",
     "ConfigError": "ainative.errors:ConfigError",
     "InfeasibleError": "ainative.errors:InfeasibleError",
+    "KubeRayClusterConfig": "ainative.cluster.kuberay.config:KubeRayClusterConfig",
+    "NodeGroupConfig": "ainative.cluster.kuberay.config:NodeGroupConfig",
     "PlacementTimeoutError": "ainative.errors:PlacementTimeoutError",
     "Queue": "ainative.policy.queues:Queue",
     "Resources": "ainative.resources:Resources",
     "connect": "ainative.cluster.local:connect",
     "errors": "ainative.errors",
+    "kuberay": "ainative.cluster.kuberay",
     "scheduling": "ainative.scheduling",
 }
 
