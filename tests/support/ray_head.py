@@ -67,7 +67,9 @@ def start_head(tmp: Path, *, token: bool = True, num_cpus: int = 2, num_gpus: in
     home.mkdir(parents=True, exist_ok=True)
     ray_bin = str(Path(sys.executable).parent / "ray")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH") and k != "RAY_ADDRESS"}
-    env.update(HOME=str(home), RAY_USAGE_STATS_ENABLED="0")
+    # Jobs run `python ...` through the head's PATH: make that this virtual environment's python.
+    env.update(HOME=str(home), RAY_USAGE_STATS_ENABLED="0",
+               PATH=str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""))
     if token:
         # Ray 2.60 turns token auth on for `ray start --head` when a token exists.
         subprocess.run([ray_bin, "get-auth-token", "--generate"], env=env, check=True,

@@ -173,10 +173,15 @@ def connect(address: Any = None, *, namespace: str = "ainative", num_cpus: int |
                                 object_store_memory_bytes=object_store_memory_bytes,
                                 runtime_env=runtime_env, log_to_driver=log_to_driver)
     else:
-        for name, value in (("num_cpus", num_cpus), ("num_gpus", num_gpus),
-                            ("accelerator_type", accelerator_type), ("resources", resources),
-                            ("object_store_memory_bytes", object_store_memory_bytes)):
-            if value is not None:
+        embedded_only = (("num_cpus", num_cpus), ("num_gpus", num_gpus),
+                         ("accelerator_type", accelerator_type), ("resources", resources),
+                         ("object_store_memory_bytes", object_store_memory_bytes))
+        for name, value in embedded_only:
+            if value is not None and address is None:
+                # RAY_ADDRESS (e.g. under `ray job submit`): the same script runs unchanged; the
+                # cluster's own resources apply.
+                logger.info("joining RAY_ADDRESS=%s; ignoring connect(%s=...)", target, name)
+            elif value is not None:
                 raise errors.ConfigError(
                     f"connect({name}=...) only applies to an embedded local Ray; the cluster at "
                     f"{target!r} already has its resources. Drop {name} or address.", field=name)
