@@ -1,0 +1,330 @@
+"""The driver-side controller of a training job: an explicit state machine over worker groups.
+
+::
+
+    SCHEDULING ──gang reserved, workers started──> RUNNING ──all ranks returned──> FINISHED
+        ^                                            │ ├─stop request / resize at checkpoint─> STOPPING
+        │                                            │ └─failure: FailurePolicy says retry──> RESTARTING
+        └────────────── new gang, from the latest committed checkpoint ─────────────────────┘
+                                          FailurePolicy says fail ──> ERRORED (error raised)
+
+It decides nothing inline: ``policy.failure.FailurePolicy`` says restart or fail, and
+``ScalingPolicy`` says which world size to run at. The worker group is injected (``group_class``)
+so tests can step the controller with a fake one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from ainative import errors
+from ainative import resources as res
+from ainative.cluster import state
+from ainative.policy import failure as fp
+from ainative.policy import packing
+from ainative.scheduling import protocol
+from ainative.train import _checkpoint, _events, _group
+from ainative.train.config import FailureConfig
+from ainative.train.result import TrainResult
+
+logger = logging.getLogger(__name__)
+
+
+class State(enum.Enum):
+    SCHEDULING = "scheduling"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    STOPPING = "stopping"
+    FINISHED = "finished"
+    ERRORED = "errored"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobSpec:
+    """Everything the controller needs from a TrainJob (already validated)."""
+
+    name: str
+    fn: Callable[..., Any]
+    config: dict[str, Any]
+    resources: res.Resources
+    min_workers: int
+    max_workers: int
+    placement: str
+    storage: _checkpoint.Storage
+    failure: FailureConfig
+    datasets: dict[str, Any]
+    shard_factory: Callable[..., Any] | None
+    max_runtime_s: float | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt (one worker group) ended."""
+
+    kind: str                                 # "succeeded" | "stopped" | "resize" | "failure"
+    failure: fp.Failure | None = None
+    error: dict[str, Any] | None = None       # the remote error of a user failure
+    stop: protocol.StopRequest | None = None
+    resize_to: int | None = None
+
+
+class Controller:
+    group_class: Any = _group.WorkerGroup
+    poll_interval_s = 0.1
+    lease_poll_s = 1.0
+
+    def __init__(self, spec: JobSpec, lease: protocol.Lease,
+                 on_update: Callable[[Controller], None] | None = None) -> None:
+        self.spec, self.lease, self.on_update = spec, lease, on_update
+        self.state = State.SCHEDULING
+        self.restarts, self.step, self.world_size = 0, 0, 0
+        self.metrics: dict[str, Any] = {}
+        self.history: list[dict[str, Any]] = []
+        self.lines: deque[str] = deque(maxlen=20_000)
+        self.failure_policy = fp.FailurePolicy(spec.failure.max_restarts,
+                                               spec.failure.retry_user_errors)
+        self.scaling = fp.ScalingPolicy(spec.min_workers, spec.max_workers)
+        self.started = time.monotonic()
+        self._external_stop: protocol.StopRequest | None = None
+        self._lock = threading.Lock()
+        latest = spec.storage.latest()
+        self.checkpoint: str | None = spec.storage.uri_of(latest) if latest is not None else None
+
+    # -- public to the job/handle --------------------------------------------------------------
+    def request_stop(self, stop: protocol.StopRequest) -> None:
+        with self._lock:
+            self._external_stop = stop
+
+    def result(self, status: str) -> TrainResult:
+        return TrainResult(metrics=dict(self.metrics), checkpoint=self.checkpoint,
+                           restarts=self.restarts, history=list(self.history), status=status,
+                           world_size=self.world_size, name=self.spec.name)
+
+    def run(self) -> TrainResult:
+        """Run attempts until the job succeeds, is stopped, or the policy gives up (raises)."""
+        resize_to: int | None = None
+        while True:
+            self._transition(State.SCHEDULING, restarts=self.restarts)
+            outcome = self._attempt(resize_to)
+            resize_to = None
+            if outcome.kind == "succeeded":
+                self._transition(State.FINISHED, status="succeeded")
+                return self.result("succeeded")
+            if outcome.kind == "stopped":
+                assert outcome.stop is not None
+                status = f"stopped: {outcome.stop.reason}"
+                self._transition(State.FINISHED, status=status)
+                return self.result(status)
+            if outcome.kind == "resize":
+                _events.emit(self.spec.name, "resizing", from_workers=self.world_size,
+                             to_workers=outcome.resize_to, step=self.step)
+                resize_to = outcome.resize_to
+                continue
+            self._on_failure(outcome)
+
+    def _on_failure(self, outcome: Outcome) -> None:
+        failure = outcome.failure
+        assert failure is not None
+        decision = self.failure_policy.decide(failure, self.restarts)
+        _events.emit(self.spec.name, "failure", kind=failure.kind.value, rank=failure.rank,
+                     node=failure.node_id, reason=failure.reason, action=decision.action.value,
+                     restarts=self.restarts)
+        if decision.action is fp.Action.FAIL:
+            self._transition(State.ERRORED, reason=decision.reason)
+            raise self._error_for(outcome, decision.reason)
+        self.restarts += 1
+        self._transition(State.RESTARTING, restarts=self.restarts, reason=decision.reason)
+
+    def _transition(self, new: State, **fields: Any) -> None:
+        self.state = new
+        _events.emit(self.spec.name, new.value, **fields)
+        if self.on_update is not None:
+            self.on_update(self)
+
+    # -- one attempt -----------------------------------------------------------------------------
+    def _attempt(self, resize_to: int | None) -> Outcome:
+        try:
+            group = self._start_group(resize_to)
+        except errors.AinativeError:
+            raise
+        except Exception as exc:  # a worker died while starting: a system failure like any other
+            return Outcome("failure", fp.Failure(fp.FailureKind.SYSTEM, reason=f"start: {exc}"))
+        try:
+            self.world_size = len(group)
+            self._transition(State.RUNNING, world_size=len(group), restarts=self.restarts,
+                             checkpoint=self.checkpoint)
+            return self._supervise(group)
+        finally:
+            group.shutdown()
+
+    def _start_group(self, resize_to: int | None) -> Any:
+        spec, storage = self.spec, self.spec.storage
+        latest = storage.latest()
+        data_states = storage.data_state(latest) if latest is not None else None
+        deadline = time.monotonic() + spec.failure.start_timeout_s
+
+        def spec_for(slot: _group.RankSlot) -> dict[str, Any]:
+            return {"fn": spec.fn, "config": spec.config, "storage": storage,
+                    "checkpoint_step": latest, "start_step": latest or 0,
+                    "datasets": spec.datasets, "data_states": data_states,
+                    "shard_factory": spec.shard_factory, "restarts": self.restarts,
+                    "collective_timeout_s": spec.failure.collective_timeout_s}
+
+        while True:
+            size = resize_to or self.scaling.initial(self._fit()).workers
+            assert size is not None
+            left = max(0.5, deadline - time.monotonic())
+            # An elastic job tries a larger gang briefly, then re-measures what fits (a node may
+            # have died since the last look).
+            probe = min(left, 3.0) if size > spec.min_workers else left
+            try:
+                return self.group_class.start(
+                    job_name=spec.name, resources=spec.resources, size=size,
+                    strategy=spec.placement, timeout_s=left, spec_for=spec_for,
+                    reserve_timeout_s=probe)
+            except (errors.InfeasibleError, errors.PlacementTimeoutError):
+                if size <= spec.min_workers or time.monotonic() >= deadline:
+                    raise
+                resize_to = None
+                time.sleep(0.2)
+
+    def _fit(self, held: int = 0) -> int:
+        """How many workers the cluster could hold now: ``held`` of ours plus what is free."""
+        bundle = self.spec.resources.to_bundle()
+        free = {v.node_id: dict(v.free) for v in state.nodes()}
+        n = 0
+        while held + n < self.spec.max_workers and packing.assign(
+                [bundle] * (n + 1), free, "SPREAD") is not None:
+            n += 1
+        return held + n
+
+    def _supervise(self, group: Any) -> Outcome:
+        size, timeout = len(group), self.spec.failure.progress_timeout_s
+        stopping: protocol.StopRequest | None = None
+        stop_deadline, resize_to, last_lease = 0.0, None, 0.0
+        silent_since: dict[int, float] = {}
+        while True:
+            polls = group.poll(timeout_s=2.0)
+            now = time.monotonic()
+            for rank, p in enumerate(polls):
+                if isinstance(p, BaseException):
+                    return self._system(group, rank, f"worker died: {type(p).__name__}: {p}")
+            answered = {r: p for r, p in enumerate(polls) if isinstance(p, dict)}
+            new_ckpt = self._absorb(answered)
+            failed = sorted(r for r, p in answered.items() if p["state"] == "error")
+            if failed:
+                return self._classify(group, {r: answered[r] for r in failed})
+            states = [answered[r]["state"] if r in answered else "?" for r in range(size)]
+            if all(s == "finished" for s in states):
+                return Outcome("succeeded")
+            if stopping is not None and (states[0] == "stopped" or now > stop_deadline):
+                if resize_to is not None:
+                    return Outcome("resize", resize_to=resize_to)
+                return Outcome("stopped", stop=stopping)
+            hung = self._hung(answered, silent_since, size, now, timeout)
+            if hung is not None:
+                return Outcome("failure", fp.Failure(fp.FailureKind.HANG, hung, group.node_of(hung),
+                                                     f"rank {hung} made no progress in {timeout:g} s"))
+            if stopping is None:
+                if now - last_lease >= self.lease_poll_s:
+                    last_lease = now
+                    stopping = self._stop_due(size)
+                if stopping is None and new_ckpt and self.scaling.elastic:
+                    decision = self.scaling.on_checkpoint(size, self._fit(held=size))
+                    if decision.workers is not None:
+                        resize_to = decision.workers
+                        stopping = protocol.StopRequest("resize", grace_s=timeout or 300.0)
+                if stopping is not None:
+                    stop_deadline = now + stopping.grace_s
+                    group.request_stop("checkpoint" if stopping.checkpoint else "now")
+                    self._transition(State.STOPPING, reason=stopping.reason, step=self.step)
+            time.sleep(self.poll_interval_s)
+
+    def _absorb(self, answered: dict[int, dict[str, Any]]) -> bool:
+        """Take reports (rank 0) and log lines; True when a new checkpoint was committed."""
+        new_ckpt = False
+        for rank in sorted(answered):
+            self.lines.extend(answered[rank]["lines"])
+        for step, row, committed, _ts in answered.get(0, {}).get("reports", ()):
+            self.history.append(row)
+            self.metrics, self.step = row, step
+            if committed:
+                self.checkpoint, new_ckpt = committed, True
+                _events.emit(self.spec.name, "checkpoint", step=step, path=committed)
+        if answered.get(0, {}).get("reports") and self.on_update is not None:
+            self.on_update(self)
+        return new_ckpt
+
+    def _hung(self, answered: dict[int, dict[str, Any]], silent_since: dict[int, float], size: int,
+              now: float, timeout: float | None) -> int | None:
+        if timeout is None:
+            return None
+        for rank in range(size):
+            p = answered.get(rank)
+            if p is None:  # not even answering polls: frozen with the GIL held
+                if now - silent_since.setdefault(rank, now) > timeout:
+                    return rank
+                continue
+            silent_since.pop(rank, None)
+            if p["state"] in ("starting", "running") and p["since_progress_s"] > timeout:
+                return rank
+        return None
+
+    def _stop_due(self, size: int) -> protocol.StopRequest | None:
+        with self._lock:
+            if self._external_stop is not None:
+                return self._external_stop
+        stop = self.lease.poll(protocol.Usage(bundles_in_use=size, restarts=self.restarts,
+                                              step=self.step))
+        if stop is not None:
+            return stop
+        limit = self.spec.max_runtime_s
+        if limit is not None and time.monotonic() - self.started > limit:
+            return protocol.StopRequest("max_runtime", message=f"ran past max_runtime_s={limit:g}")
+        return None
+
+    def _system(self, group: Any, rank: int, reason: str) -> Outcome:
+        return Outcome("failure", fp.Failure(fp.FailureKind.SYSTEM, rank, group.node_of(rank), reason))
+
+    def _classify(self, group: Any, failed: dict[int, dict[str, Any]]) -> Outcome:
+        """A rank raised: a user error, unless it is the echo of a peer that died."""
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # give a dead peer's actor death time to surface
+            for rank, p in enumerate(group.poll(timeout_s=1.0)):
+                if isinstance(p, BaseException):
+                    return self._system(group, rank, f"worker died: {type(p).__name__}")
+            time.sleep(0.1)
+        user = {r: p for r, p in failed.items() if not p["error"]["peer"]}
+        if not user:
+            rank, p = next(iter(failed.items()))
+            return self._system(group, rank, f"collective failed: {p['error']['message'][:300]}")
+        rank, p = next(iter(user.items()))
+        err = p["error"]
+        return Outcome("failure", fp.Failure(fp.FailureKind.USER, rank, group.node_of(rank),
+                                             f"{err['type']}: {err['message']}"), error=err)
+
+    def _error_for(self, outcome: Outcome, why: str) -> errors.TrainingError:
+        failure = outcome.failure
+        assert failure is not None
+        node = (failure.node_id or "?")[:12]
+        if failure.kind is fp.FailureKind.USER and outcome.error is not None:
+            err = outcome.error
+            return errors.TrainingFailedError(
+                f"train_fn raised {err['type']}: {err['message']} on rank {failure.rank} (node "
+                f"{node}) of job {self.spec.name!r}; not retried ({why}).\n"
+                f"Remote traceback (rank {failure.rank}):\n{err['traceback']}",
+                rank=failure.rank, node_id=failure.node_id, traceback=err["traceback"],
+                exc_type=err["type"], job=self.spec.name)
+        return errors.WorkerGroupError(
+            f"job {self.spec.name!r} failed: {failure.kind.value} failure on rank {failure.rank} "
+            f"(node {node}): {failure.reason}; {why}. Raise FailureConfig(max_restarts=...) or "
+            "FailureConfig(progress_timeout_s=...) if this is expected.",
+            rank=failure.rank, node_id=failure.node_id, kind=failure.kind.value,
+            reason=failure.reason, restarts=self.restarts, job=self.spec.name)

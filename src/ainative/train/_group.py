@@ -1,0 +1,170 @@
+"""The workers of one attempt: one actor per bundle of a gang, ranked by node, started in parallel.
+
+::
+
+    reserve gang ─> bundle -> node ─> ranks (grouped by node: node_rank, local_rank)
+         │                                   │
+         └─> N actors created at once ─> info() x N (node, IP, GPU ids, rank 0's free port)
+                                              └─> start(spec) x N ─> train threads rendezvous
+    controller ── poll() x N every ~0.1 s ──> reports (rank 0), states, log lines, progress age
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from ainative import resources as res
+from ainative.scheduling import placement
+from ainative.train import _dist, _worker
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RankSlot:
+    """Where one rank lives: its bundle, node and position on that node."""
+
+    rank: int
+    bundle: int
+    node_id: str
+    node_rank: int
+    local_rank: int
+    local_world_size: int
+
+
+def assign_ranks(bundle_nodes: list[str]) -> list[RankSlot]:
+    """Ranks grouped by node (nodes in order of their first bundle), so that ranks on one node are
+    contiguous and ``local_rank``/``node_rank`` match torchrun's convention."""
+    order: list[str] = []
+    for node in bundle_nodes:
+        if node not in order:
+            order.append(node)
+    slots: list[RankSlot] = []
+    for node_rank, node in enumerate(order):
+        bundles = [i for i, n in enumerate(bundle_nodes) if n == node]
+        for local_rank, bundle in enumerate(bundles):
+            slots.append(RankSlot(len(slots), bundle, node, node_rank, local_rank, len(bundles)))
+    return slots
+
+
+def visible_devices(slots: list[RankSlot], gpu_ids: list[list[str]]) -> list[tuple[str | None, int | None]]:
+    """Per rank: CUDA_VISIBLE_DEVICES (every GPU of the job on that node, so NCCL can use P2P) and
+    the index of the rank's own GPU in that list."""
+    per_node: dict[str, list[str]] = {}
+    for slot, ids in zip(slots, gpu_ids, strict=True):
+        per_node.setdefault(slot.node_id, []).extend(ids)
+    out: list[tuple[str | None, int | None]] = []
+    for slot, ids in zip(slots, gpu_ids, strict=True):
+        if not ids:
+            out.append((None, None))
+            continue
+        node_ids = sorted(set(per_node[slot.node_id]), key=lambda g: (len(g), g))
+        out.append((",".join(node_ids), node_ids.index(ids[0])))
+    return out
+
+
+_REMOTE: list[Any] = []
+
+
+def _remote_class() -> Any:
+    # One Ray actor class per process: re-wrapping would re-export the class on every restart.
+    if not _REMOTE:
+        import ray
+
+        _REMOTE.append(ray.remote(_worker.TrainWorker))
+    return _REMOTE[0]
+
+
+class WorkerGroup:
+    """A gang and its actors. ``start`` releases everything it took when it fails."""
+
+    def __init__(self, gang: placement.Gang, actors: list[Any], slots: list[RankSlot]) -> None:
+        self.gang, self.actors, self.slots = gang, actors, slots
+        self.infos: list[dict[str, Any]] = []
+
+    def __len__(self) -> int:
+        return len(self.actors)
+
+    @classmethod
+    def start(cls, *, job_name: str, resources: res.Resources, size: int, strategy: str,
+              timeout_s: float, spec_for: Callable[[RankSlot], dict[str, Any]],
+              reserve_timeout_s: float | None = None) -> WorkerGroup:
+        gang = placement.reserve([resources] * size, strategy,
+                                 timeout_s=reserve_timeout_s or timeout_s,
+                                 name=f"ainative-train-{job_name}-{uuid.uuid4().hex[:6]}")
+        group = cls(gang, [], [])
+        try:
+            group._launch(job_name, resources, timeout_s, spec_for)
+        except BaseException:
+            group.shutdown()
+            raise
+        return group
+
+    def _launch(self, job_name: str, resources: res.Resources, timeout_s: float,
+                spec_for: Callable[[RankSlot], dict[str, Any]]) -> None:
+        import ray
+
+        self.slots = assign_ranks(self.gang.bundle_nodes())
+        remote_cls = _remote_class()
+        for slot in self.slots:
+            opts = self.gang.actor_options(slot.bundle)
+            self.actors.append(remote_cls.options(**opts, max_restarts=0).remote(
+                job_name, slot.rank, float(resources.cpus)))
+        self.infos = ray.get([a.info.remote(s.rank == 0) for a, s in zip(self.actors, self.slots,
+                                                                          strict=True)],
+                             timeout=timeout_s)
+        ips = [i["ip"] for i in self.infos]
+        master = _dist.choose_master(ips[0], ips)
+        devices = visible_devices(self.slots, [i["gpu_ids"] for i in self.infos])
+        refs = []
+        for actor, slot, info, (cvd, index) in zip(self.actors, self.slots, self.infos, devices,
+                                                   strict=True):
+            spec = spec_for(slot)
+            spec.update(master_addr=master, master_port=self.infos[0]["port"], world_size=len(self),
+                        node_rank=slot.node_rank, local_rank=slot.local_rank,
+                        local_world_size=slot.local_world_size, node_id=slot.node_id,
+                        gpu_ids=info["gpu_ids"], cuda_visible_devices=cvd, gpu_index=index)
+            refs.append(actor.start.remote(spec))
+        ray.get(refs, timeout=timeout_s)
+
+    def poll(self, timeout_s: float) -> list[dict[str, Any] | BaseException | None]:
+        """One poll per rank: its answer, the error if its actor died, or None if it did not answer
+        within ``timeout_s`` (a process frozen while holding the GIL)."""
+        import ray
+
+        refs = [a.poll.remote() for a in self.actors]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+        done = set(ready)
+        out: list[dict[str, Any] | BaseException | None] = []
+        for ref in refs:
+            if ref not in done:
+                out.append(None)
+                continue
+            try:
+                out.append(ray.get(ref))
+            except Exception as exc:  # RayActorError and friends: the process or node is gone
+                out.append(exc)
+        return out
+
+    def request_stop(self, mode: str) -> None:
+        for actor in self.actors:
+            actor.request_stop.remote(mode)
+
+    def node_of(self, rank: int) -> str:
+        return self.slots[rank].node_id if rank < len(self.slots) else ""
+
+    def shutdown(self) -> None:
+        """Kill every actor and release the gang (idempotent, never raises)."""
+        import ray
+
+        for actor in self.actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception as exc:
+                logger.debug("kill of a train worker failed: %s", exc)
+        self.actors = []
+        self.gang.release()

@@ -1,0 +1,175 @@
+"""The Ray actor behind one rank: starts ``train_fn`` in a thread and answers polls.
+
+``start`` returns at once; the train thread joins the process group and runs ``train_fn``, so the
+controller can keep polling (liveness, reports, logs) and ask for a stop while training runs.
+``torch`` is imported in the background as soon as the actor exists, overlapping with the
+controller's rank assignment.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from typing import Any
+
+from ainative.train import _context, _dist
+
+# Substrings of collective errors caused by a peer that died or went away (not a user bug).
+_PEER_ERRORS = ("connection closed by peer", "connection reset", "broken pipe", "gloo", "nccl",
+                "timed out", "timeout", "socket", "store", "distbackenderror", "distnetworkerror")
+
+
+class _RankLog:
+    """A stdout/stderr wrapper that prefixes each line with the rank and keeps recent lines."""
+
+    def __init__(self, stream: Any, rank: int, lines: deque[str]) -> None:
+        self._stream, self._prefix, self._lines, self._partial = stream, f"[rank {rank}] ", lines, ""
+
+    def write(self, text: str) -> int:
+        self._partial += text
+        while "\n" in self._partial:
+            line, self._partial = self._partial.split("\n", 1)
+            self._lines.append(self._prefix + line)
+            self._stream.write(self._prefix + line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _preimport() -> None:
+    try:
+        import torch  # noqa: F401
+        import torch.distributed  # noqa: F401
+    except ImportError:
+        pass
+
+
+class TrainWorker:
+    """One rank of a training job (used as a Ray actor class)."""
+
+    def __init__(self, job_name: str, rank: int, cpus: float) -> None:
+        self.job_name, self.rank, self.cpus = job_name, rank, cpus
+        self._state = "idle"
+        self._error: dict[str, Any] | None = None
+        self._lines: deque[str] = deque(maxlen=2000)
+        self._session: _context.Session | None = None
+        self._stop_mode: str | None = None
+        threading.Thread(target=_preimport, daemon=True).start()
+
+    def __repr__(self) -> str:  # Ray prefixes forwarded log lines with this
+        return f"TrainWorker({self.job_name}, rank={self.rank})"
+
+    def info(self, want_port: bool) -> dict[str, Any]:
+        import ray
+
+        ctx = ray.get_runtime_context()
+        return {"node_id": ctx.get_node_id(), "ip": _dist.node_ip(), "pid": os.getpid(),
+                "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+                "port": _dist.free_port("0.0.0.0") if want_port else None}
+
+    def start(self, spec: dict[str, Any]) -> None:
+        """Begin running ``spec['fn']`` in the train thread; returns at once."""
+        sys.stdout = _RankLog(sys.__stdout__, self.rank, self._lines)
+        sys.stderr = _RankLog(sys.__stderr__, self.rank, self._lines)
+        self._state = "starting"
+        threading.Thread(target=self._train, args=(spec,), daemon=True,
+                         name=f"ainative-train-rank{self.rank}").start()
+
+    def _train(self, spec: dict[str, Any]) -> None:
+        try:
+            self._setup(spec)
+            self._state = "running"
+            fn = spec["fn"]
+            config = dict(spec["config"] or {})
+            if _takes_args(fn):
+                fn(config)
+            else:
+                fn()
+            self._state = "finished"
+            _dist.destroy_process_group()
+        except _context.StopTraining:
+            self._state = "stopped"
+        except BaseException as exc:  # everything user code raises crosses back as data
+            text = f"{type(exc).__name__}: {exc}".lower()
+            self._error = {"type": type(exc).__name__, "message": str(exc),
+                           "traceback": traceback.format_exc(),
+                           "peer": any(s in text for s in _PEER_ERRORS)}
+            self._state = "error"
+        finally:
+            if self._session is not None:
+                self._session.last_progress = time.monotonic()
+
+    def _setup(self, spec: dict[str, Any]) -> None:
+        if spec.get("cuda_visible_devices") is not None:
+            os.environ["CUDA_VISIBLE_DEVICES"] = spec["cuda_visible_devices"]
+        import torch
+
+        # Ray sets OMP_NUM_THREADS=1; give torch the cores this rank reserved (as torchrun would).
+        threads = max(1, int(self.cpus))
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        device = torch.device("cpu")
+        if spec["gpu_index"] is not None and torch.cuda.is_available():
+            device = torch.device("cuda", spec["gpu_index"])
+            torch.cuda.set_device(device)
+        ctx = _context.TrainContext(
+            job_name=self.job_name, rank=self.rank, world_size=spec["world_size"],
+            local_rank=spec["local_rank"], local_world_size=spec["local_world_size"],
+            node_rank=spec["node_rank"], node_id=spec["node_id"], device=device,
+            gpu_ids=spec["gpu_ids"], restarts=spec["restarts"], step=spec["start_step"],
+            _stop_mode=self._stop_mode)
+        for key, value in (("LOCAL_RANK", ctx.local_rank), ("LOCAL_WORLD_SIZE", ctx.local_world_size),
+                           ("NODE_RANK", ctx.node_rank)):
+            os.environ[key] = str(value)
+        session = _context.Session(
+            context=ctx, storage=spec["storage"], checkpoint_step=spec["checkpoint_step"],
+            datasets=spec["datasets"] or {}, data_states=spec["data_states"] or {},
+            shard_factory=spec["shard_factory"])
+        self._session = session
+        _context._set_session(session)
+        backend = _dist.pick_backend(device.type == "cuda")
+        _dist.init_process_group(rank=self.rank, world_size=ctx.world_size,
+                                 master_addr=spec["master_addr"], master_port=spec["master_port"],
+                                 backend=backend, timeout_s=spec["collective_timeout_s"])
+        session.last_progress = time.monotonic()
+
+    def poll(self) -> dict[str, Any]:
+        """State, new rank-0 reports, new log lines and seconds since this rank's last report."""
+        s = self._session
+        reports: list[tuple[Any, ...]] = []
+        since = 0.0
+        if s is not None:
+            with s.lock:
+                while s.outbox:
+                    reports.append(s.outbox.popleft())
+            since = time.monotonic() - s.last_progress
+        lines = []
+        while self._lines:
+            lines.append(self._lines.popleft())
+        return {"state": self._state, "reports": reports, "since_progress_s": since,
+                "error": self._error, "lines": lines,
+                "step": s.context.step if s is not None else None}
+
+    def request_stop(self, mode: str) -> None:
+        """``mode``: "checkpoint" ends at the next report with a checkpoint, "now" at any report."""
+        self._stop_mode = mode
+        if self._session is not None:
+            self._session.context._stop_mode = mode
+
+
+def _takes_args(fn: Any) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+               for p in params)
