@@ -15,18 +15,23 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "Accelerator": "ainative.resources:Accelerator",
     "AinativeError": "ainative.errors:AinativeError",
+    "CheckpointConfig": "ainative.train.config:CheckpointConfig",
     "Cluster": "ainative.cluster.local:Cluster",
     "ConfigError": "ainative.errors:ConfigError",
+    "FailureConfig": "ainative.train.config:FailureConfig",
     "InfeasibleError": "ainative.errors:InfeasibleError",
     "KubeRayClusterConfig": "ainative.cluster.kuberay.config:KubeRayClusterConfig",
     "NodeGroupConfig": "ainative.cluster.kuberay.config:NodeGroupConfig",
     "PlacementTimeoutError": "ainative.errors:PlacementTimeoutError",
     "Queue": "ainative.policy.queues:Queue",
     "Resources": "ainative.resources:Resources",
+    "TrainJob": "ainative.train.job:TrainJob",
+    "TrainResult": "ainative.train.result:TrainResult",
     "connect": "ainative.cluster.local:connect",
     "errors": "ainative.errors",
     "kuberay": "ainative.cluster.kuberay",
     "scheduling": "ainative.scheduling",
+    "train": "ainative.train",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
