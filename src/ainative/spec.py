@@ -262,7 +262,8 @@ def parse(text: str, file: str = "<spec>") -> list[Document]:
     try:
         nodes = [n for n in yaml.compose_all(text) if n is not None]
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        # the construct that is broken starts at context_mark; problem_mark may be end of stream
+        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
         raise errors.SpecError(f"{file}:{line}: not valid YAML: {exc}", file=file, line=line,
                                field="(document)") from None
@@ -413,10 +414,11 @@ def _convert(value: Any, tp: Any, doc: Document, path: Path_) -> Any:
         return _construct(res.Resources, fields, doc, path)
     if dataclasses.is_dataclass(tp) and isinstance(value, dict):
         return build_object(tp, value, doc, path)
-    if origin is tuple and isinstance(value, list):
-        return tuple(value)
-    if origin is list and isinstance(value, list) and args:
-        return [_convert(v, args[0], doc, path + (i,)) for i, v in enumerate(value)]
+    if origin is tuple and isinstance(value, list) and not (len(args) == 2 and args[1] is Ellipsis):
+        return tuple(_convert(v, a, doc, path + (i,)) for i, (v, a) in enumerate(zip(value, args)))
+    if origin in (list, tuple, Sequence) and isinstance(value, list) and args:
+        items = [_convert(v, args[0], doc, path + (i,)) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
     return value
 
 
