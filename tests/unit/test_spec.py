@@ -123,7 +123,8 @@ def test_nested_unknown_field_and_wrong_type():
 
 
 def test_unknown_kind_and_missing_kind():
-    with pytest.raises(errors.SpecError, match=r"spec.yaml:1: unknown kind 'TrainJb' \(did you mean 'TrainJob'\?\)"):
+    expected = r"spec.yaml:1: unknown kind 'TrainJb' \(did you mean 'TrainJob'\?\)"
+    with pytest.raises(errors.SpecError, match=expected):
         parse("kind: TrainJb\nname: x\n")
     with pytest.raises(errors.SpecError, match="missing 'kind:'"):
         parse("name: x\n")
