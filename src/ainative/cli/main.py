@@ -14,6 +14,7 @@ from ainative import errors
 COMMAND_MODULES: tuple[str, ...] = (
     "ainative.cli.core",
     "ainative.cli.golden",
+    "ainative.cli.cost",
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2

@@ -145,10 +145,12 @@ class Guardrails:
         return ADMIT
 
     # -- running -----------------------------------------------------------------------------
-    def start(self, job: JobSpec, now_s: float) -> None:
-        """Begin metering ``job`` (admitted, its gang placed)."""
+    def start(self, job: JobSpec, now_s: float, *, last_meter_s: float | None = None) -> None:
+        """Begin metering ``job`` (admitted, its gang placed). A restarted meter passes the job's
+        original start and ``last_meter_s`` from the ledger: the next charge covers the gap."""
         self._running[job.name] = _Running(
-            spec=job, started_s=now_s, last_meter_s=now_s, gpus_total=sum(job.gpus.values()),
+            spec=job, started_s=now_s, gpus_total=sum(job.gpus.values()),
+            last_meter_s=now_s if last_meter_s is None else last_meter_s,
             rate_usd_per_s=self.prices.rate_usd_per_s(job.gpus, job.cpus))
 
     def running(self) -> list[str]:
