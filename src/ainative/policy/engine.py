@@ -1,0 +1,437 @@
+"""The scheduling engine: queues, quota with borrowing, fair share, backfill, preemption, aging.
+
+Pure Python, driven by time passed in by the caller, so the live scheduler actor and the simulator
+run the same code. A *placer* answers "where would this gang go now?" (``gpuindex.GpuIndex`` in
+the simulator, ``ainative.scheduling.live_placer.BundlePlacer`` on a live cluster).
+
+One ``schedule(now)`` pass: queues are served lowest weighted dominant share first; within a queue
+by priority (plus one level per ``aging_s`` waited) then age. A job starts when (a) its queue's
+quota allows it (nominal, or borrowed from the cohort) and (b) the gang fits on free per-node
+capacity now. The first gang of each GPU type that fits its quota but not the nodes gets a
+reservation (EASY backfill): later jobs may start only if they end before it or avoid its nodes.
+It may also reclaim lent quota, or preempt lower-priority jobs of its own queue.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import heapq
+import math
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ainative import errors
+from ainative.config import require_in, require_int, require_positive
+from ainative.policy import preemption
+from ainative.policy.admission import Guardrails, Job, NoGuardrails
+from ainative.policy.fairshare import UsageTracker
+from ainative.policy.queues import Queue, validate_queues
+
+POLICIES = ("ainative", "fifo", "kueue")
+_EPS = 1e-9
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class PolicyConfig:
+    """Knobs of the scheduling policy (the defaults suit hour-scale training jobs)."""
+
+    policy: str = "ainative"
+    """"ainative" (fair share + placement + backfill + preemption), "fifo" or "kueue" baselines."""
+    half_life_s: float = 3600.0
+    """Half-life of past usage in the fair share."""
+    min_runtime_s: float = 300.0
+    """Protection window: a job that started less than this ago is never preempted."""
+    ping_pong_s: float = 1800.0
+    """A preempted job is not preempted again within this window after it was."""
+    max_preemptions: int = 3
+    """A job is preempted at most this many times over its life."""
+    aging_s: float = 1800.0
+    """Waiting this long raises a job's priority within its queue by one level."""
+    restart_overhead_s: float = 30.0
+    """Extra run time a preempted job needs to resume from its checkpoint (simulator)."""
+    preempt_retry_s: float = 60.0
+    """After a failed preemption search for a queue and type, wait this long before the next."""
+    scan_per_queue: int = 32
+    """Candidates per queue looked at in one pass (caps decision time with many pending)."""
+    scan_total: int = 256
+    """Candidates looked at in one pass over all queues."""
+    release_on_preempt: bool = True
+    """Simulator: a victim's GPUs are free at once. Live: False, freed when its lease is released."""
+
+    def __post_init__(self) -> None:
+        require_in("PolicyConfig", "policy", self.policy, POLICIES)
+        for f in ("half_life_s", "aging_s"):
+            require_positive("PolicyConfig", f, getattr(self, f))
+        for f in ("min_runtime_s", "ping_pong_s", "restart_overhead_s", "preempt_retry_s"):
+            require_positive("PolicyConfig", f, getattr(self, f), allow_zero=True)
+        require_int("PolicyConfig", "max_preemptions", self.max_preemptions, minimum=0)
+        require_int("PolicyConfig", "scan_per_queue", self.scan_per_queue, minimum=1)
+        require_int("PolicyConfig", "scan_total", self.scan_total, minimum=1)
+
+
+@dataclasses.dataclass(slots=True)
+class Decisions:
+    """What one pass decided: jobs to start, to preempt (stop and re-queue), to stop for good."""
+
+    started: list[Job] = dataclasses.field(default_factory=list)
+    preempted: list[Job] = dataclasses.field(default_factory=list)
+    stopped: list[tuple[Job, Any]] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(slots=True)
+class _Pass:
+    fail_place: dict[str, float] = dataclasses.field(default_factory=dict)
+    place_reason: dict[str, str] = dataclasses.field(default_factory=dict)
+    fail_quota: dict[tuple[str, str], tuple[float, str]] = dataclasses.field(default_factory=dict)
+    attempts: int = 0
+
+
+class Engine:
+    """Queues of pending jobs, running jobs and their usage, and the pass that admits them."""
+
+    def __init__(self, queues: Sequence[Queue], placer: Any, config: PolicyConfig | None = None,
+                 guardrails: Guardrails | None = None) -> None:
+        self.cfg = config or PolicyConfig()
+        self.warnings = validate_queues(queues, placer.gpu_types())
+        self.queues = {q.name: q for q in queues}
+        self.placer = placer
+        self.guard: Guardrails = guardrails or NoGuardrails()
+        self._guarded = not isinstance(self.guard, NoGuardrails)
+        self.usage = UsageTracker(placer.total, self.cfg.half_life_s)
+        self.cohort: dict[str, list[str]] = {}
+        for q in queues:
+            if q.cohort:
+                self.cohort.setdefault(q.cohort, []).append(q.name)
+        self.pending: dict[str, list[tuple[int, float, int, str]]] = {q: [] for q in self.queues}
+        self.by_age: dict[str, list[tuple[float, int, str]]] = {q: [] for q in self.queues}
+        self.fifo: list[tuple[float, int, str]] = []
+        self.admitted: list[str] = []                      # kueue: quota charged, not yet placed
+        self.jobs: dict[str, Job] = {}
+        self.running: dict[str, Job] = {}
+        self.running_q: dict[str, dict[str, Job]] = {q: {} for q in self.queues}
+        self.reservations: dict[str, tuple[float, frozenset[Any], str]] = {}
+        self.latencies_s: list[float] = []
+        self.preemptions = 0
+        self._ends: dict[str, list[tuple[float, int, str, float]]] = {}
+        self._last_preempt_try: dict[tuple[str, str], float] = {}
+        self._seq = 0
+
+    # ---- submit / finish -------------------------------------------------------------------
+    def submit(self, job: Job, now: float) -> None:
+        """Queue a job; raise UnknownQueueError / AdmissionError when it can never run."""
+        if job.queue not in self.queues:
+            raise errors.UnknownQueueError(
+                f"job {job.job_id!r} names queue {job.queue!r}, which is not configured; queues: "
+                f"{', '.join(sorted(self.queues))}", field="queue", value=job.queue)
+        if job.job_id in self.jobs:
+            raise errors.AdmissionError(f"job id {job.job_id!r} is already queued or running",
+                                        field="job_id", value=job.job_id)
+        why = self.placer.never_fits(job) or self._never_in_quota(job)
+        if why:
+            raise errors.AdmissionError(f"job {job.job_id!r} can never run: {why}", field="job",
+                                        value=job.job_id)
+        self._seq += 1
+        job.seq, job.submit_s = self._seq, job.submit_s if job.submit_s else now
+        self.jobs[job.job_id] = job
+        self._enqueue(job)
+
+    def _never_in_quota(self, job: Job) -> str | None:
+        if self.cfg.policy == "fifo":
+            return None
+        q = self.queues[job.queue]
+        types = [job.gpu_type] if job.gpu_type else self.placer.gpu_types()
+        best = 0.0
+        for t in types:
+            lend = sum(self.queues[p].lendable(t) for p in self.cohort.get(q.cohort or "", []) if p != q.name)
+            best = max(best, q.nominal(t) + min(q.can_borrow(t), lend))
+        if job.gpus > best + _EPS:
+            return (f"it asks {job.gpus:g} GPUs but queue {q.name!r} can hold at most {best:g} "
+                    "(quota plus what its cohort can lend); raise the quota or shrink the job")
+        return None
+
+    def _enqueue(self, job: Job) -> None:
+        job.start_s = None
+        bisect.insort(self.pending[job.queue], (-job.priority, job.submit_s, job.seq, job.job_id))
+        bisect.insort(self.by_age[job.queue], (job.submit_s, job.seq, job.job_id))
+        bisect.insort(self.fifo, (job.submit_s, job.seq, job.job_id))
+
+    def _dequeue(self, job: Job) -> None:
+        for lst, key in ((self.pending[job.queue], (-job.priority, job.submit_s, job.seq, job.job_id)),
+                         (self.by_age[job.queue], (job.submit_s, job.seq, job.job_id)),
+                         (self.fifo, (job.submit_s, job.seq, job.job_id))):
+            i = bisect.bisect_left(lst, key)   # type: ignore[arg-type]
+            if i < len(lst) and lst[i] == key:
+                del lst[i]
+
+    def cancel(self, job_id: str) -> None:
+        job = self.jobs.pop(job_id, None)
+        if job is not None and not job.running:
+            self._dequeue(job)
+            if job_id in self.admitted:
+                self.admitted.remove(job_id)
+                self.usage.add(job.queue, job.metadata.pop("charged"), -job.gpus)
+
+    def finish(self, job_id: str, now: float, outcome: str = "succeeded") -> Job | None:
+        """A running job ended (or its lease was released): free its GPUs and quota."""
+        job = self.running.pop(job_id, None)
+        if job is None:
+            return None
+        self.usage.advance(now)
+        self.placer.release(job.placement)
+        assert job.placed_type is not None
+        self.usage.add(job.queue, job.placed_type, -job.gpus)
+        self.running_q[job.queue].pop(job_id, None)
+        self.jobs.pop(job_id, None)
+        if self._guarded:
+            self.guard.on_finish(job, now, outcome)
+        return job
+
+    # ---- the pass ----------------------------------------------------------------------------
+    def schedule(self, now: float, only: Sequence[str] | None = None) -> Decisions:
+        """One decision pass at time ``now``. ``only``: just these newly submitted jobs (nothing
+        was freed since the last pass, so no other pending job can have become startable)."""
+        t0 = time.perf_counter()
+        self.usage.advance(now)
+        dec = Decisions()
+        if self._guarded:
+            for job_id, stop in self.guard.on_tick(list(self.running.values()), now):
+                self._stop(job_id, stop, now, dec)
+        if self.cfg.policy == "ainative":
+            self._pass_fair(now, dec, only)
+        else:
+            from ainative.policy import baselines
+
+            (baselines.pass_fifo if self.cfg.policy == "fifo" else baselines.pass_kueue)(self, now, dec)
+        self.latencies_s.append(time.perf_counter() - t0)
+        return dec
+
+    def _candidates(self, q: str, now: float, only: set[str] | None) -> list[Job]:
+        k = self.cfg.scan_per_queue
+        if only is not None:
+            jobs = [self.jobs[j] for j in only if self.jobs[j].queue == q and not self.jobs[j].running]
+        else:
+            ids = {key[3] for key in self.pending[q][:k]} | {key[2] for key in self.by_age[q][:k]}
+            jobs = [self.jobs[j] for j in ids]
+        aging = self.cfg.aging_s
+        jobs.sort(key=lambda j: (-(j.priority + int((now - j.submit_s) / aging)), j.submit_s, j.seq))
+        return jobs[:k]
+
+    def _pass_fair(self, now: float, dec: Decisions, only: Sequence[str] | None) -> None:
+        ctx = _Pass()
+        if only is None:
+            self.reservations = {t: r for t, r in self.reservations.items()
+                                 if r[2] in self.jobs and not self.jobs[r[2]].running}
+        sel = set(only) if only is not None else None
+        cands = {q: self._candidates(q, now, sel) for q in self.queues if self.pending[q]}
+        pos = dict.fromkeys(cands, 0)
+        while ctx.attempts < self.cfg.scan_total:
+            live = [q for q in cands if pos[q] < len(cands[q])]
+            if not live:
+                break
+            q = min(live, key=lambda n: (self.usage.share(n, self.queues[n].weight), n))
+            job = cands[q][pos[q]]
+            pos[q] += 1
+            if job.job_id in self.jobs and not job.running:
+                ctx.attempts += 1
+                self._try(job, now, dec, ctx)
+
+    def _types(self, job: Job) -> list[str]:
+        if job.gpu_type:
+            return [job.gpu_type]
+        return sorted(self.placer.gpu_types(), key=lambda t: -self.placer.free_total[t])
+
+    def _try(self, job: Job, now: float, dec: Decisions, ctx: _Pass) -> None:
+        if self._guarded:
+            why = self.guard.check_admit(job, now)
+            if why:
+                job.reason = f"held by guardrails: {why}"
+                return
+        reasons, blocked = [], []
+        for t in self._types(job):
+            why = self._quota(job, t, ctx)
+            if why:
+                reasons.append(why)
+                continue
+            if ctx.fail_place.get(t, math.inf) <= job.gpus + _EPS:
+                reasons.append(ctx.place_reason[t])
+                blocked.append(t)
+                continue
+            avoid, res_why = self._backfill_avoid(job, t, now)
+            got = self.placer.place_job(job, t, avoid)
+            if got is not None:
+                self._start(job, t, got, now, dec)
+                return
+            if avoid:
+                reasons.append(res_why)
+                continue
+            ctx.fail_place[t] = min(ctx.fail_place.get(t, math.inf), job.gpus)
+            ctx.place_reason[t] = (f"quota allows it but no placement now: needs {job.gpus:g} x {t}; "
+                                   f"nodes by free {t}: {self.placer.free_histogram(t)}")
+            reasons.append(ctx.place_reason[t])
+            blocked.append(t)
+        job.reason = "; ".join(reasons)
+        for t in blocked:
+            if t not in self.reservations:
+                self._reserve(job, t)
+            if self._preempt_for(job, t, now, dec):
+                ctx.fail_place.pop(t, None)
+                return
+
+    def _quota(self, job: Job, t: str, ctx: _Pass) -> str | None:
+        q = self.queues[job.queue]
+        cached = ctx.fail_quota.get((q.name, t))
+        if cached and cached[0] <= job.gpus + _EPS:
+            return cached[1]
+        new, nom = self.usage.used(q.name, t) + job.gpus, q.nominal(t)
+        if new <= nom + _EPS:
+            return None
+        over, limit = new - nom, q.can_borrow(t)
+        if over > limit + _EPS:
+            why = (f"over quota: queue {q.name!r} would hold {new:g} {t} GPUs; quota {nom:g}, "
+                   f"borrowing limit {limit:g} (short by {over - limit:g})")
+        else:
+            avail = self.lendable(q, t)
+            if over <= avail + _EPS:
+                return None
+            why = (f"over quota: queue {q.name!r} would borrow {over:g} {t} GPUs; cohort "
+                   f"{q.cohort!r} has {max(avail, 0.0):g} to lend (short by {over - max(avail, 0.0):g})")
+        ctx.fail_quota[(q.name, t)] = (job.gpus, why)
+        return why
+
+    def lendable(self, q: Queue, t: str) -> float:
+        """GPUs of type ``t`` the cohort can still lend ``q`` (others' unused lendable quota, less
+        what others already borrow, less what ``q`` already borrows)."""
+        avail = -max(0.0, self.usage.used(q.name, t) - q.nominal(t))
+        for name in self.cohort.get(q.cohort or "", []):
+            if name == q.name:
+                continue
+            p, used = self.queues[name], self.usage.used(name, t)
+            avail += min(p.lendable(t), max(0.0, p.nominal(t) - used)) - max(0.0, used - p.nominal(t))
+        return avail
+
+    def _start(self, job: Job, t: str, placement: Any, now: float, dec: Decisions) -> None:
+        self.placer.take(placement)
+        self._dequeue(job)
+        job.start_s, job.placed_type, job.placement, job.reason = now, t, placement, ""
+        if job.first_start_s is None:
+            job.first_start_s = now
+        if not job.metadata.pop("charged", None):
+            self.usage.add(job.queue, t, job.gpus)
+        self.running[job.job_id] = job
+        self.running_q[job.queue][job.job_id] = job
+        end = job.expected_end()
+        if end is not None:
+            heapq.heappush(self._ends.setdefault(t, []), (end, job.seq, job.job_id, now))
+        if t in self.reservations and self.reservations[t][2] == job.job_id:
+            del self.reservations[t]
+        dec.started.append(job)
+
+    # ---- backfill reservations ---------------------------------------------------------------
+    def _releases(self, t: str) -> Iterator[tuple[float, Any]]:
+        heap = self._ends.get(t, [])
+        if len(heap) > 64 and len(heap) > 2 * len(self.running):
+            heap[:] = [e for e in heap if self._live_end(e)]
+            heapq.heapify(heap)
+        h = list(heap)
+        while h:
+            e = heapq.heappop(h)
+            if self._live_end(e):
+                yield e[0], self.running[e[2]].placement
+
+    def _live_end(self, e: tuple[float, int, str, float]) -> bool:
+        j = self.running.get(e[2])
+        return j is not None and j.start_s == e[3] and not j.metadata.get("stopping")
+
+    def _reserve(self, job: Job, t: str) -> None:
+        got = self.placer.shadow_job(job, t, self._releases(t))
+        if got is not None:
+            self.reservations[t] = (got[0], got[1], job.job_id)
+
+    def _backfill_avoid(self, job: Job, t: str, now: float) -> tuple[frozenset[Any], str]:
+        res = self.reservations.get(t)
+        if res is None or res[2] == job.job_id:
+            return frozenset(), ""
+        if job.duration_s is not None and now + job.duration_s <= res[0] + _EPS:
+            return frozenset(), ""
+        return res[1], (f"would delay reserved job {res[2]!r} (expected to start at "
+                        f"t={res[0]:.0f}s); only jobs that end before it or avoid its nodes may backfill")
+
+    # ---- preemption --------------------------------------------------------------------------
+    def _preempt_for(self, job: Job, t: str, now: float, dec: Decisions) -> bool:
+        if self.cfg.policy != "ainative" or self.cfg.max_preemptions == 0:
+            return False
+        key = (job.queue, t)
+        if now - self._last_preempt_try.get(key, -math.inf) < self.cfg.preempt_retry_s:
+            return False
+        if any(j.metadata.get("stopping_for") == job.job_id for j in self.running.values()):
+            return False                              # victims already asked to stop for it
+        self._last_preempt_try[key] = now
+        victims = self._victims(job, t, now)
+        if not victims:
+            return False
+        del self._last_preempt_try[key]
+        for v in victims:
+            self._preempt(v, now, dec, job.job_id)
+        if self.cfg.release_on_preempt:
+            got = self.placer.place_job(job, t, frozenset())
+            if got is not None:
+                self._start(job, t, got, now, dec)
+        return True
+
+    def _victims(self, job: Job, t: str, now: float) -> list[Job] | None:
+        q = self.queues[job.queue]
+        cands = [j for j in self.running_q[q.name].values()
+                 if j.placed_type == t and j.priority < job.priority]
+        if self.usage.used(q.name, t) + job.gpus <= q.nominal(t) + _EPS:      # reclaim lent quota
+            for name in self.cohort.get(q.cohort or "", []):
+                p = self.queues[name]
+                if name != q.name and self.usage.used(name, t) > p.nominal(t) + _EPS:
+                    cands += [j for j in self.running_q[name].values() if j.placed_type == t]
+        cfg = self.cfg
+        cands = preemption.order(j for j in cands if preemption.eligible(
+            j, now, min_runtime_s=cfg.min_runtime_s, ping_pong_s=cfg.ping_pong_s,
+            max_preemptions=cfg.max_preemptions))[:64]
+        if not cands:
+            return None
+        if job.gpus <= self.placer.per_node.get(t, 0):
+            return preemption.pick_on_one_node(job.gpus, cands, self.placer.node_free)
+        taken: list[Job] = []
+        fits = False
+        for v in cands:                      # multi-node gang: free victims until it fits
+            self.placer.release(v.placement)
+            taken.append(v)
+            if self.placer.place_job(job, t, frozenset()) is not None:
+                fits = True
+                break
+        for v in taken:
+            self.placer.take(v.placement)
+        return taken if fits else None
+
+    def _preempt(self, victim: Job, now: float, dec: Decisions, for_job: str) -> None:
+        self.preemptions += 1
+        victim.preemptions += 1
+        victim.last_preempted_s = now
+        dec.preempted.append(victim)
+        if not self.cfg.release_on_preempt:
+            victim.metadata["stopping"] = True
+            victim.metadata["stopping_for"] = for_job
+            return
+        ran = now - (victim.start_s or now)
+        self.finish(victim.job_id, now, "preempted")
+        if victim.duration_s is not None:
+            victim.duration_s = max(0.0, victim.duration_s - ran) + self.cfg.restart_overhead_s
+        victim.placement, victim.placed_type = None, None
+        self.jobs[victim.job_id] = victim
+        self._enqueue(victim)
+
+    def _stop(self, job_id: str, stop: Any, now: float, dec: Decisions) -> None:
+        job = self.running.get(job_id)
+        if job is None or job.metadata.get("stopping"):
+            return
+        dec.stopped.append((job, stop))
+        if self.cfg.release_on_preempt:
+            self.finish(job_id, now, f"stopped: {getattr(stop, 'reason', stop)}")
+        else:
+            job.metadata["stopping"] = True
