@@ -9,7 +9,7 @@ Provisioned condition; ready workers reach desired), ``image_pull`` (head stuck 
 ImagePullBackOff), ``replica_failure`` (worker pods forbidden by a quota), ``never_ready``.
 RayJob: ``complete`` (Initializing -> Running -> jobStatus SUCCEEDED while still Running ->
 Complete), ``failed``, ``validation_failed``, ``image_pull``, ``complete_then_deleted`` (TTL),
-``stuck_initializing``. RayService: ``ready``.
+``stuck_initializing``, ``deleted_while_running``. RayService: ``ready``.
 """
 
 from __future__ import annotations
@@ -122,6 +122,7 @@ SCENARIOS: dict[str, dict[str, list[Step]]] = {
         "complete_then_deleted": [_job("Running", "RUNNING"), _job("Complete", "SUCCEEDED"),
                                   lambda obj: None],
         "stuck_initializing": [_job("Initializing", cluster="pending")],
+        "deleted_while_running": [_job("Running", "RUNNING"), lambda obj: None],
     },
     "rayservices": {"ready": [_service(False), _service(False), _service(True)]},
 }

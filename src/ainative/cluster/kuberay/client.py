@@ -18,6 +18,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ainative import errors
 from ainative.cluster.kuberay import rbac, schema
@@ -61,7 +62,7 @@ class KubeRayClient:
             return fn(schema.GROUP, schema.VERSION, namespace, schema.PLURALS[kind], *args, **kwargs)
         except ApiException as exc:
             raise translate(exc, verb, kind, namespace, name) from None
-        except OSError as exc:  # urllib3 wraps connection failures in OSError subclasses
+        except (OSError, Urllib3Error) as exc:  # refused, reset, DNS, read timeout
             raise errors.KubeRayError(
                 f"cannot reach the Kubernetes API server at {self.api_client.configuration.host}: "
                 f"{exc}", verb=verb, kind=kind) from None
@@ -78,13 +79,6 @@ class KubeRayClient:
             if exc.details.get("status") == 404:
                 return None
             raise
-
-    def list_objects(self, kind: str, namespace: str, label_selector: str | None = None
-             ) -> list[dict[str, Any]]:
-        out = self._call("list", kind, namespace, None, self.api.list_namespaced_custom_object,
-                         label_selector=label_selector)
-        items: list[dict[str, Any]] = out.get("items", [])
-        return items
 
     def create(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         meta = manifest["metadata"]
@@ -129,7 +123,7 @@ class KubeRayClient:
             if exc.status == 410:  # resourceVersion too old: the caller re-reads and re-watches
                 return
             raise translate(exc, "watch", kind, namespace, name) from None
-        except OSError as exc:  # read timeout or dropped stream: the caller decides by deadline
+        except (OSError, Urllib3Error) as exc:  # read timeout, dropped stream: caller decides
             logger.debug("watch of %s/%s ended: %s", kind, name, exc)
         finally:
             stream.stop()

@@ -216,15 +216,19 @@ def rayjob_manifest(train_job: Any, spec: KubeRayClusterConfig | Mapping[str, An
     return manifest
 
 
-def serve_config(endpoint: Any) -> tuple[str, dict[str, Any]]:
-    """``(name, application)`` for ``serveConfigV2`` from a duck-typed Endpoint or mapping."""
+def serve_config(endpoint: Any, import_path: str | None = None) -> tuple[str, dict[str, Any]]:
+    """``(name, application)`` for ``serveConfigV2`` from a duck-typed Endpoint or mapping.
+
+    The endpoint gives ``name`` and ``route``; the Serve application comes from ``import_path``
+    (argument or attribute): a module attribute holding a bound Serve application, or an
+    application builder function (``model_factory`` may name that builder too)."""
     get = endpoint.get if isinstance(endpoint, Mapping) else (
         lambda k, d=None: getattr(endpoint, k, d))
     name = get("name")
     if not isinstance(name, str):
         raise errors.ConfigError(f"an endpoint needs a string name; got {name!r}", field="name",
                                  value=name)
-    target = get("import_path") or get("model_factory")
+    target = import_path or get("import_path") or get("model_factory")
     if callable(target):
         target = _import_path(target, name)
     if not isinstance(target, str) or ":" not in target:
@@ -244,10 +248,10 @@ def serve_config(endpoint: Any) -> tuple[str, dict[str, Any]]:
 
 
 def rayservice_manifest(endpoint: Any, spec: KubeRayClusterConfig | Mapping[str, Any], *,
-                        name: str | None = None) -> dict[str, Any]:
+                        name: str | None = None, import_path: str | None = None) -> dict[str, Any]:
     """A validated RayService serving ``endpoint`` on a cluster shaped like ``spec``."""
     spec = as_cluster_config(spec)
-    app_name, app = serve_config(endpoint)
+    app_name, app = serve_config(endpoint, import_path)
     name = name or app_name
     kconfig.check_name("endpoint", "name", name, "RayService")
     body = {"serveConfigV2": yaml.safe_dump({"applications": [app]}, sort_keys=False),

@@ -188,10 +188,24 @@ class KubeRayJob:
 
     def __init__(self, name: str, namespace: str, client: KubeRayClient, *, created: bool) -> None:
         self.name, self.namespace, self.created, self._client = name, namespace, created, client
+        # The last object observed: a RayJob deleted after completion (TTL) still has a result.
+        self._last: dict[str, Any] | None = None
+
+    def status(self) -> JobStatus | None:
+        """The job's current status, or the last one observed if it was deleted since."""
+        obj = self._client.get("RayJob", self.namespace, self.name)
+        if obj is not None:
+            self._last = obj
+        return self._as_status(self._last) if self._last is not None else None
 
     def wait(self, timeout_s: float = 3600.0) -> JobStatus:
+        """Block until jobDeploymentStatus is Complete, Failed or ValidationFailed."""
         obj = wait.wait_for(self._client, "RayJob", self.namespace, self.name, timeout_s,
-                            tolerate_deleted=True)
+                            tolerate_deleted=True, last_seen=self._last)
+        self._last = obj
+        return self._as_status(obj)
+
+    def _as_status(self, obj: Mapping[str, Any]) -> JobStatus:
         status = obj.get("status") or {}
         return JobStatus(self.name, status.get("jobDeploymentStatus", ""),
                          status.get("jobStatus", ""), status.get("reason", ""),
@@ -284,9 +298,12 @@ def submit(train_job: Any, cluster_spec: KubeRayClusterConfig | Mapping[str, Any
 
 
 def serve(endpoint: Any, cluster_spec: KubeRayClusterConfig | Mapping[str, Any], *,
-          timeout_s: float = 900.0, client: KubeRayClient | None = None) -> dict[str, Any]:
-    """Apply ``endpoint`` as a RayService and wait until Ready with serve endpoints > 0."""
-    manifest = manifests.rayservice_manifest(endpoint, cluster_spec)
+          import_path: str | None = None, timeout_s: float = 900.0,
+          client: KubeRayClient | None = None) -> dict[str, Any]:
+    """Apply ``endpoint`` as a RayService and wait until Ready with serve endpoints > 0.
+
+    Returns the RayService object as last observed (its ``status`` included)."""
+    manifest = manifests.rayservice_manifest(endpoint, cluster_spec, import_path=import_path)
     kc = _client(client)
     apply(kc, manifest)
     meta = manifest["metadata"]

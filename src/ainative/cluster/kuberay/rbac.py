@@ -11,7 +11,8 @@ from typing import Any
 
 from ainative.cluster.kuberay import schema
 
-VERBS: tuple[str, ...] = ("create", "delete", "get", "list", "patch", "watch")
+# No "list": waits watch one object by name (fieldSelector), which needs only "watch".
+VERBS: tuple[str, ...] = ("create", "delete", "get", "patch", "watch")
 RESOURCES: tuple[str, ...] = tuple(sorted(schema.PLURALS.values()))
 RULES: list[dict[str, Any]] = [
     {"apiGroups": [schema.GROUP], "resources": list(RESOURCES), "verbs": list(VERBS)},

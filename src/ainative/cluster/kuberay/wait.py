@@ -108,15 +108,16 @@ VERDICTS: dict[str, Callable[[Mapping[str, Any]], Verdict]] = {
 
 
 def wait_for(client: Any, kind: str, namespace: str, name: str, timeout_s: float, *,
-             tolerate_deleted: bool = False) -> dict[str, Any]:
+             tolerate_deleted: bool = False, last_seen: dict[str, Any] | None = None
+             ) -> dict[str, Any]:
     """Watch ``name`` until its verdict is done; raise on a fatal verdict or at the deadline.
 
     ``tolerate_deleted``: a terminal object that is deleted (e.g. a RayJob's TTL) still counts as
-    done, from the last state observed (the DELETED event carries it)."""
+    done, from the last state observed (the DELETED event carries it, or ``last_seen``)."""
     verdict_of = VERDICTS[kind]
     deadline = time.monotonic() + timeout_s
-    last: dict[str, Any] | None = None
-    verdict = Verdict(False, "not observed yet")
+    last: dict[str, Any] | None = last_seen
+    verdict = verdict_of(last) if last is not None else Verdict(False, "not observed yet")
     while True:
         obj = client.get(kind, namespace, name)
         if obj is None:
