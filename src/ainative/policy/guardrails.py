@@ -303,12 +303,16 @@ class Guardrails:
         if run.spec.idle is not None and run.idle_since_s is not None:
             times.append(run.idle_since_s + run.spec.idle.window_s)
         for scope, _label, budget in self._budgets(run.spec):
-            spent_usd, spent_hours = self.book.spent(scope, budget.period_start(now_s))
+            period = budget.period_start(now_s)
+            spent_usd, spent_hours = self.book.spent(scope, period)
             rate_usd, rate_hours = self._scope_rate(scope)
-            for cap, spent, rate in ((budget.usd, spent_usd, rate_usd),
-                                     (budget.gpu_hours, spent_hours, rate_hours)):
-                if cap is not None and rate > 0:
-                    times.append(now_s + max(0.0, (cap - spent) / rate - self.config.lookahead_s))
+            for unit, cap, spent, rate in (("usd", budget.usd, spent_usd, rate_usd),
+                                           ("gpu_hours", budget.gpu_hours, spent_hours, rate_hours)):
+                if cap is None or rate <= 0:
+                    continue
+                times.append(now_s + max(0.0, (cap - spent) / rate - self.config.lookahead_s))
+                if (scope + unit, period) not in self._warned:
+                    times.append(now_s + max(0.0, (budget.warn_at * cap - spent) / rate))
         future = [t for t in times if t > now_s]
         return min(future) if future else None
 
