@@ -220,9 +220,8 @@ class Engine:
 
     def _pass_fair(self, now: float, dec: Decisions, only: Sequence[str] | None) -> None:
         ctx = _Pass()
-        if only is None:
-            self.reservations = {t: r for t, r in self.reservations.items()
-                                 if r[2] in self.jobs and not self.jobs[r[2]].running}
+        if only is None:              # re-decided each full pass: the first blocked gang in order
+            self.reservations = {}
         sel = set(only) if only is not None else None
         cands = {q: self._candidates(q, now, sel) for q in self.queues if self.pending[q]}
         pos = dict.fromkeys(cands, 0)
@@ -293,17 +292,20 @@ class Engine:
                    f"borrowing limit {limit:g} (short by {over - limit:g})")
         else:
             avail = self.lendable(q, t)
-            if over <= avail + _EPS:
+            if job.gpus <= avail + _EPS:
                 return None
-            why = (f"over quota: queue {q.name!r} would borrow {over:g} {t} GPUs; cohort "
-                   f"{q.cohort!r} has {max(avail, 0.0):g} to lend (short by {over - max(avail, 0.0):g})")
+            why = (f"over quota: queue {q.name!r} would borrow {over:g} {t} GPUs in all; cohort "
+                   f"{q.cohort!r} has {max(avail, 0.0):g} more to lend (short by "
+                   f"{job.gpus - max(avail, 0.0):g})")
         ctx.fail_quota[(q.name, t)] = (job.gpus, why)
         return why
 
     def lendable(self, q: Queue, t: str) -> float:
-        """GPUs of type ``t`` the cohort can still lend ``q`` (others' unused lendable quota, less
-        what others already borrow, less what ``q`` already borrows)."""
-        avail = -max(0.0, self.usage.used(q.name, t) - q.nominal(t))
+        """GPUs of type ``t`` the cohort can still lend ``q`` beyond what it holds: others' unused
+        lendable quota, less what everyone in the cohort already borrows, plus ``q``'s own unused
+        quota."""
+        used_q = self.usage.used(q.name, t)
+        avail = max(0.0, q.nominal(t) - used_q) - max(0.0, used_q - q.nominal(t))
         for name in self.cohort.get(q.cohort or "", []):
             if name == q.name:
                 continue
@@ -418,7 +420,7 @@ class Engine:
             victim.metadata["stopping"] = True
             victim.metadata["stopping_for"] = for_job
             return
-        ran = now - (victim.start_s or now)
+        ran = now - victim.start_s if victim.start_s is not None else 0.0
         self.finish(victim.job_id, now, "preempted")
         if victim.duration_s is not None:
             victim.duration_s = max(0.0, victim.duration_s - ran) + self.cfg.restart_overhead_s

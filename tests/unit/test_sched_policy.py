@@ -1,0 +1,172 @@
+"""Pure policy tests: ordering, borrowing and reclaim, protection window, ping-pong, backfill, aging."""
+
+from __future__ import annotations
+
+import pytest
+
+from ainative import errors
+from ainative.policy import preemption
+from ainative.policy.admission import Job
+from ainative.policy.engine import Engine, PolicyConfig
+from ainative.policy.gpuindex import GpuIndex
+from ainative.policy.queues import Queue
+
+
+def make(queues, nodes=((8, "H100"),), **cfg):
+    index = GpuIndex([(f"n{i}", t, g) for i, (g, t) in enumerate(nodes)])
+    return Engine(queues, index, PolicyConfig(**cfg))
+
+
+def sub(eng, job_id, queue, gpus, now, dur=1000.0, prio=0, pre=True, gpu_type="H100"):
+    job = Job(job_id, queue, gpus, gpu_type, prio, pre, now, dur)
+    eng.submit(job, now)
+    return eng.schedule(now)
+
+
+def test_lower_share_queue_served_first_fifo_serves_oldest():
+    for policy, winner in (("ainative", "b1"), ("fifo", "a2")):
+        eng = make([Queue("a", quota={"H100": 8}), Queue("b", quota={"H100": 8})], policy=policy)
+        sub(eng, "a1", "a", 4, 0)
+        eng.submit(Job("a2", "a", 4, "H100", submit_s=1, duration_s=10), 1)
+        eng.submit(Job("b1", "b", 4, "H100", submit_s=2, duration_s=10), 2)
+        started = [j.job_id for j in eng.schedule(2).started]
+        assert started == [winner], policy
+
+
+def test_borrow_then_reclaim_preempts_newest_borrower_only():
+    eng = make([Queue("a", quota={"H100": 4}, cohort="r"), Queue("b", quota={"H100": 4}, cohort="r")])
+    for k in range(8):
+        sub(eng, f"a{k}", "a", 1, float(k), pre=(k != 7))      # a7: the newest, not preemptible
+    assert len(eng.running) == 8 and eng.usage.used("a", "H100") == 8
+    dec = sub(eng, "b1", "b", 2, 400.0)
+    assert sorted(j.job_id for j in dec.preempted) == ["a5", "a6"]   # newest preemptible first
+    assert "b1" in eng.running and eng.usage.used("a", "H100") == 6
+    assert not eng.jobs["a5"].running and eng.jobs["a5"].preemptions == 1     # re-queued
+
+
+def test_borrowing_limited_and_reason_says_by_how_much():
+    eng = make([Queue("a", quota={"H100": 2}, cohort="r", borrowing_limit={"H100": 1}),
+                Queue("b", quota={"H100": 6}, cohort="r")])
+    sub(eng, "a1", "a", 2, 0)
+    sub(eng, "a2", "a", 2, 1)
+    assert "a2" not in eng.running
+    assert "borrowing limit 1" in eng.jobs["a2"].reason and "short by 1" in eng.jobs["a2"].reason
+
+
+def test_protection_window_blocks_preemption():
+    eng = make([Queue("a", quota={"H100": 4}, cohort="r"), Queue("b", quota={"H100": 4}, cohort="r")])
+    for k in range(8):
+        sub(eng, f"a{k}", "a", 1, 0.0)
+    dec = sub(eng, "b1", "b", 2, 100.0)          # a's jobs ran 100 s < 300 s window
+    assert not dec.preempted and "b1" not in eng.running
+    assert "no placement now" in eng.jobs["b1"].reason and "H100" in eng.jobs["b1"].reason
+
+
+def test_eligibility_ping_pong_and_max_preemptions():
+    job = Job("v", "a", 1, "H100", start_s=1000.0)
+    kw = dict(min_runtime_s=300, ping_pong_s=1800, max_preemptions=2)
+    assert preemption.eligible(job, 2000.0, **kw)
+    job.last_preempted_s = 900.0
+    assert not preemption.eligible(job, 2000.0, **kw)         # preempted 1100 s ago
+    job.last_preempted_s, job.preemptions = -5000.0, 2
+    assert not preemption.eligible(job, 2000.0, **kw)
+    job.preemptions, job.preemptible = 0, False
+    assert not preemption.eligible(job, 2000.0, **kw)
+
+
+def test_priority_preemption_within_queue_only():
+    eng = make([Queue("a", quota={"H100": 8}), Queue("b", quota={"H100": 8})])
+    sub(eng, "b-low", "b", 4, 0, prio=0)
+    sub(eng, "a-low", "a", 4, 0, prio=0)
+    dec = sub(eng, "a-high", "a", 4, 500.0, prio=5)
+    assert [j.job_id for j in dec.preempted] == ["a-low"] and "a-high" in eng.running
+
+
+def test_backfill_respects_reservation():
+    eng = make([Queue("q", quota={"H100": 32})], nodes=((8, "H100"),))
+    sub(eng, "r1", "q", 4, 0, dur=100)
+    sub(eng, "r2", "q", 2, 0, dur=50)
+    sub(eng, "big", "q", 8, 1, dur=10)
+    assert eng.reservations["H100"][0] == 100 and eng.reservations["H100"][2] == "big"
+    sub(eng, "long", "q", 2, 2, dur=500)         # would still hold 2 GPUs at t=100
+    assert "long" not in eng.running and "would delay reserved job 'big'" in eng.jobs["long"].reason
+    sub(eng, "short", "q", 2, 3, dur=50)         # ends at 53 <= 100
+    assert "short" in eng.running
+
+
+def test_backfill_may_use_other_nodes():
+    eng = make([Queue("q", quota={"H100": 32})], nodes=((8, "H100"), (8, "H100")))
+    sub(eng, "r1", "q", 4, 0, dur=100)
+    sub(eng, "r2", "q", 6, 0, dur=200)
+    sub(eng, "big", "q", 8, 1, dur=10)           # reserved on the node that frees first
+    sub(eng, "long", "q", 2, 2, dur=500)         # fits on the other node: allowed
+    assert "long" in eng.running and "big" not in eng.running
+
+
+def test_aging_lets_an_old_low_priority_job_overtake():
+    for aging_s, first in ((1800.0, "old-low"), (1e9, "new-high")):
+        eng = make([Queue("q", quota={"H100": 8})], nodes=((4, "H100"),), aging_s=aging_s)
+        sub(eng, "blocker", "q", 4, 0, dur=3600, pre=False)
+        sub(eng, "old-low", "q", 4, 1, prio=0)
+        sub(eng, "new-high", "q", 4, 3000, prio=1)
+        eng.finish("blocker", 3600)
+        assert [j.job_id for j in eng.schedule(3600).started] == [first]
+
+
+def test_gang_never_partly_placed():
+    index = GpuIndex([("n0", "H100", 8), ("n1", "H100", 8)])
+    index.take([(1, 4.0)])
+    before = list(index.free)
+    assert index.place(16, "H100") is None and index.free == before
+    assert index.place(12, "H100") == ("H100", [(0, 8.0), (1, 4.0)])
+
+
+def test_topology_prefers_one_node_and_best_fit():
+    index = GpuIndex([("n0", "A100", 8), ("n1", "A100", 8)])
+    index.take([(0, 5.0)])
+    assert index.place(3, "A100") == ("A100", [(0, 3)])       # tightest node, not the empty one
+    assert index.place(0.5, "A100") == ("A100", [(0, 0.5)])
+    index.take([(0, 0.5)])
+    assert index.place(0.25, "A100") == ("A100", [(0, 0.25)])  # onto the already split node
+
+
+def test_submit_rejects_bad_jobs_before_queueing():
+    eng = make([Queue("a", quota={"H100": 4})], nodes=((8, "H100"),))
+    with pytest.raises(errors.UnknownQueueError, match="queue 'zz'"):
+        eng.submit(Job("x", "zz", 1, "H100"), 0)
+    with pytest.raises(errors.AdmissionError, match="most the cluster can ever offer is 8"):
+        eng.submit(Job("x", "a", 16, "H100"), 0)
+    with pytest.raises(errors.AdmissionError, match="no A100 GPUs"):
+        eng.submit(Job("x", "a", 1, "A100"), 0)
+    with pytest.raises(errors.AdmissionError, match="can hold at most 4"):
+        eng.submit(Job("x", "a", 6, "H100"), 0)
+    assert not eng.jobs
+
+
+def test_queue_config_errors_and_warnings():
+    with pytest.raises(errors.ConfigError, match="weight"):
+        Queue("a", weight=0)
+    with pytest.raises(errors.ConfigError, match="quota"):
+        Queue("a", quota={"H100": -1})
+    with pytest.raises(errors.ConfigError, match="needs a cohort"):
+        Queue("a", quota={"H100": 1}, lending_limit={"H100": 1})
+    with pytest.raises(errors.ConfigError, match="exceeds its quota"):
+        Queue("a", quota={"H100": 1}, cohort="c", lending_limit={"H100": 2})
+    with pytest.raises(errors.ConfigError, match="defined twice"):
+        make([Queue("a"), Queue("a")])
+    eng = make([Queue("a", quota={"A100": 4})])
+    assert any("A100" in w for w in eng.warnings)
+
+
+def test_decision_time_bounded_with_5000_pending():
+    eng = make([Queue(f"t{k}", quota={"H100": 64}, cohort="c") for k in range(6)],
+               nodes=tuple((8, "H100") for _ in range(64)), scan_total=256)
+    for i in range(5000):
+        eng.submit(Job(f"j{i}", f"t{i % 6}", 8 if i % 3 == 0 else 1, "H100", duration_s=100), float(i))
+    eng.schedule(5000.0)
+    eng.latencies_s.clear()
+    for k in range(20):
+        eng.finish(next(iter(eng.running)), 6000.0 + k)
+        eng.schedule(6000.0 + k)
+    assert len(eng.pending) == 6 and sum(len(v) for v in eng.pending.values()) > 4000
+    assert sorted(eng.latencies_s)[-1] < 0.05     # generous bound here; the benchmark reports p99
