@@ -1,0 +1,74 @@
+"""Per-endpoint metrics: a small detached actor that replicas and the ingress push snapshots to.
+
+Replicas push every autoscaling tick (see ``_replica.ModelReplica._push``); ``EndpointHandle``
+reads :meth:`MetricsStore.summary`. Replica-seconds are the sum, over every replica that ever
+reported, of the time from the start of its constructor (the model load holds resources too) to
+its last report, so replicas that are gone still count what they used.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any
+
+from ainative.policy import batching as batch_policy
+
+HISTORY_S = 120.0
+
+
+class MetricsStore:
+    """Kept as a plain class so it is testable without Ray; wrapped by ``ray.remote`` at deploy."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.created_at = time.time()
+        self._replicas: dict[str, dict[str, Any]] = {}
+        self._latencies: collections.deque[tuple[float, float]] = collections.deque(maxlen=200_000)
+        self._cold_starts: list[float] = []
+        self._load_failures: list[tuple[str, str]] = []
+        self._ingress: dict[str, float] = {}
+
+    def load_failed(self, replica_id: str, trace: str) -> None:
+        self._load_failures.append((replica_id, trace))
+
+    def load_failures(self) -> list[tuple[str, str]]:
+        return list(self._load_failures)
+
+    def report(self, replica_id: str, snapshot: dict[str, Any]) -> None:
+        latencies = snapshot.pop("latencies", [])
+        self._latencies.extend(latencies)
+        self._cold_starts.extend(snapshot.pop("cold_starts", []))
+        self._replicas[replica_id] = snapshot
+        cutoff = time.time() - HISTORY_S
+        while self._latencies and self._latencies[0][0] < cutoff:
+            self._latencies.popleft()
+
+    def report_ingress(self, counters: dict[str, float]) -> None:
+        self._ingress = dict(counters)
+
+    def summary(self, window_s: float = 10.0, pct: tuple[float, ...] = (50, 95, 99)
+                ) -> dict[str, Any]:
+        now = time.time()
+        start = max(now - window_s, self.created_at)
+        recent = [ms for t, ms in self._latencies if t >= start]
+        fresh = [r for r in self._replicas.values() if now - r["now"] < 3.0]
+        span = max(now - start, 1e-6)
+        out: dict[str, Any] = {
+            "window_s": span,
+            "qps": len(recent) / span,
+            "queue_length": sum(r["queue"] for r in fresh),
+            "ongoing": sum(r["ongoing"] for r in fresh),
+            "batch_sizes": batch_policy.merge_histograms(
+                r["batch_sizes"] for r in self._replicas.values()),
+            "replica_seconds": sum(r["now"] - r["started_at"] for r in self._replicas.values()),
+            "requests_total": sum(r["completed"] for r in self._replicas.values()),
+            "failed_total": sum(r["failed"] for r in self._replicas.values()),
+            "replicas_reporting": len(fresh),
+            "cold_starts_s": list(self._cold_starts),
+            "model_load_s": [r["ready_at"] - r["started_at"] for r in self._replicas.values()],
+            **self._ingress,
+        }
+        for p in pct:
+            out[f"p{p:g}_ms"] = batch_policy.percentile(recent, p)
+        return out

@@ -1,0 +1,269 @@
+"""The model replica: loads the model once, batches requests adaptively, reports its load.
+
+::
+
+    ingress ──(payload, t_arrival)──> ModelReplica.__call__ ──> _Batcher.pending
+                                                                     │ fills to max_batch_size
+                                                                     │ or waits batch_wait_ms()
+                                                                     v
+                     one thread (the "device") ── model(list) ──> results, in order
+                                                                     │
+    Serve controller <── record_autoscaling_stats() {latency_ms, queue} ┤
+    metrics store    <── snapshot (latencies, batch sizes, uptime) ─────┘  same tick
+
+Each request comes back as ``(status, value)``: ``ok`` with the result, ``reject`` with the reason
+when the model refused the input (ValueError, TypeError, KeyError: HTTP 400) or ``error`` with the
+traceback (HTTP 500). Results are tuples rather than exceptions so that one bad request in a batch
+fails alone: a batch that raises is re-run one request at a time to find it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import os
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import ray
+
+from ainative.policy import batching as batch_policy
+
+REJECTED = (ValueError, TypeError, KeyError)
+Result = tuple[str, Any]
+
+
+def load_model(factory: Callable[[], Any]) -> Callable[[Any], Any]:
+    """Call the factory (or class) once; wrap a torch.nn.Module so it takes and returns lists."""
+    model = factory()
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(model, torch.nn.Module):
+        return _TorchModel(model)
+    if not callable(model):
+        raise TypeError(f"the model factory returned {type(model).__name__}, which is not callable;"
+                        " return a function, a callable object or a torch.nn.Module")
+    return model  # type: ignore[no-any-return]
+
+
+class _TorchModel:
+    """A torch module called with a list of inputs (a batch) and returning a list of outputs."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module.eval()
+
+    def __call__(self, inputs: Any) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            return self.module(torch.as_tensor(inputs, dtype=torch.float32)).tolist()
+
+
+class _Batcher:
+    """Groups concurrent requests into model calls run one at a time on a single thread."""
+
+    def __init__(self, call: Callable[[list[Any]], list[Result]], config: batch_policy.BatchingConfig,
+                 latency_slo_ms: float | None, latency_now: Callable[[], float | None]) -> None:
+        self._call = call
+        self._config = config
+        self._slo = latency_slo_ms
+        self._latency_now = latency_now
+        self._pending: list[tuple[Any, asyncio.Future[Result], float]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # One worker thread: the emulated device runs one batch at a time, like a GPU stream.
+        self._device = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self.histogram: dict[int, int] = {}
+
+    @property
+    def queue_length(self) -> int:
+        return len(self._pending)
+
+    async def submit(self, item: Any) -> Result:
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future, time.monotonic()))
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._fill()
+            size = min(len(self._pending), self._config.max_batch_size)
+            batch, self._pending = self._pending[:size], self._pending[size:]
+            self.histogram[size] = self.histogram.get(size, 0) + 1
+            try:
+                results = await loop.run_in_executor(self._device, self._call,
+                                                     [item for item, _, _ in batch])
+            except BaseException:  # the call itself never raises; this keeps the loop alive
+                results = [("error", traceback.format_exc())] * len(batch)
+            for (_, future, _), result in zip(batch, results):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _fill(self) -> None:
+        """Wait until the batch is full or the oldest request has waited long enough."""
+        wait_s = batch_policy.batch_wait_ms(self._config, self._slo, self._latency_now()) / 1000.0
+        deadline = self._pending[0][2] + wait_s
+        while len(self._pending) < self._config.max_batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except asyncio.TimeoutError:
+                return
+
+
+class ModelReplica:
+    """The body of the model deployment (decorated with ``serve.deployment`` at deploy time)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.started_at = time.time()
+        self.replica_id = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._spec = spec
+        self._store = ray.get_actor(spec["store_name"], namespace=spec["namespace"])
+        try:
+            self._model = load_model(spec["model"])
+        except BaseException:
+            # deploy() waits on this report, so it fails fast with the replica's own traceback.
+            ray.get(self._store.load_failed.remote(self.replica_id, traceback.format_exc()),
+                    timeout=10)
+            raise
+        self.ready_at = time.time()
+        self._batched = spec["batching"] is not None
+        config = spec["batching"] or batch_policy.BatchingConfig(max_batch_size=1, max_wait_ms=0)
+        self._recent: collections.deque[tuple[float, float]] = collections.deque(maxlen=4096)
+        self._unsent: list[tuple[float, float]] = []
+        self._cold: list[float] = []
+        self._completed = 0
+        self._failed = 0
+        self._ongoing = 0
+        self._batcher = _Batcher(self._run_batch, config, spec["latency_slo_ms"], self._latency_ms)
+        self._ray_metrics = _RayMetrics(spec["name"])
+
+    async def __call__(self, payload: Any, t_arrival: float) -> Result:
+        self._ongoing += 1
+        try:
+            result = await self._batcher.submit(payload)
+        finally:
+            self._ongoing -= 1
+        now = time.time()
+        latency_ms = (now - t_arrival) * 1000.0
+        if t_arrival < self.started_at:
+            # The request arrived before this replica began to start: it waited for a cold start.
+            self._cold.append(now - t_arrival)
+        self._recent.append((now, latency_ms))
+        self._unsent.append((now, latency_ms))
+        self._completed += 1
+        self._failed += result[0] == "error"
+        self._ray_metrics.request(latency_ms, result[0])
+        return result
+
+    def _run_batch(self, items: list[Any]) -> list[Result]:
+        self._ray_metrics.batch(len(items))
+        if not self._batched:
+            return [self._call_one(items[0])]
+        try:
+            outputs = self._model(items)
+            if not isinstance(outputs, (list, tuple)) or len(outputs) != len(items):
+                got = len(outputs) if isinstance(outputs, (list, tuple)) else type(outputs).__name__
+                return [("error", f"the model returned {got} results for a batch of {len(items)};"
+                         " a batched model must return a list with one result per input")] * len(items)
+            return [("ok", out) for out in outputs]
+        except BaseException:
+            if len(items) == 1:
+                return [_failure()]
+        # Re-run one at a time so that only the request the model rejects fails.
+        return [self._call_batch_of_one(item) for item in items]
+
+    def _call_batch_of_one(self, item: Any) -> Result:
+        try:
+            return ("ok", self._model([item])[0])
+        except BaseException:
+            return _failure()
+
+    def _call_one(self, item: Any) -> Result:
+        try:
+            return ("ok", self._model(item))
+        except BaseException:
+            return _failure()
+
+    def _latency_ms(self, window_s: float = 2.0) -> float | None:
+        cutoff = time.time() - window_s
+        values = [ms for t, ms in self._recent if t >= cutoff]
+        return batch_policy.percentile(values, self._spec["slo_percentile"])
+
+    async def record_autoscaling_stats(self) -> dict[str, float]:
+        """Called by Serve every few hundred ms: the custom metrics our policy reads, and the
+        moment to push a snapshot to the endpoint's metrics store."""
+        self._push()
+        latency = self._latency_ms()
+        self._ray_metrics.queue(self._batcher.queue_length)
+        return {"latency_ms": latency or 0.0, "queue": float(self._batcher.queue_length)}
+
+    def _push(self) -> None:
+        snapshot = {"started_at": self.started_at, "ready_at": self.ready_at, "now": time.time(),
+                    "latencies": self._unsent, "batch_sizes": dict(self._batcher.histogram),
+                    "completed": self._completed, "failed": self._failed,
+                    "queue": self._batcher.queue_length, "ongoing": self._ongoing,
+                    "cold_starts": self._cold}
+        self._unsent, self._cold = [], []
+        self._store.report.remote(self.replica_id, snapshot)
+
+    def check_health(self) -> None:
+        """Serve's health check; a replica whose metrics store vanished is still healthy."""
+
+
+def _failure() -> Result:
+    kind, err, _ = sys.exc_info()
+    if isinstance(err, REJECTED):
+        return ("reject", f"{kind.__name__ if kind else 'Error'}: {err}")
+    return ("error", traceback.format_exc())
+
+
+class _RayMetrics:
+    """Ray metrics exported by every replica, tagged with the endpoint name."""
+
+    def __init__(self, endpoint: str) -> None:
+        from ray.util import metrics
+
+        tags = {"endpoint": endpoint}
+        self._latency = metrics.Histogram(
+            "ainative_serve_latency_ms", description="request latency at the replica (ms)",
+            boundaries=[1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000],
+            tag_keys=("endpoint",))
+        self._latency.set_default_tags(tags)
+        self._batch = metrics.Histogram(
+            "ainative_serve_batch_size", description="requests per model call",
+            boundaries=[1, 2, 4, 8, 16, 32, 64, 128, 256], tag_keys=("endpoint",))
+        self._batch.set_default_tags(tags)
+        self._queue = metrics.Gauge("ainative_serve_queue_length",
+                                    description="requests waiting for a batch",
+                                    tag_keys=("endpoint",))
+        self._queue.set_default_tags(tags)
+        self._requests = metrics.Counter("ainative_serve_requests",
+                                         description="requests by outcome",
+                                         tag_keys=("endpoint", "status"))
+        self._requests.set_default_tags(tags)
+
+    def request(self, latency_ms: float, status: str) -> None:
+        self._latency.observe(latency_ms)
+        self._requests.inc(1.0, tags={"status": status})
+
+    def batch(self, size: int) -> None:
+        self._batch.observe(size)
+
+    def queue(self, length: int) -> None:
+        self._queue.set(length)

@@ -1,0 +1,241 @@
+"""``ai.Endpoint(...).deploy()`` -> :class:`EndpointHandle`: an inference endpoint on Ray Serve.
+
+Everything the user passes is validated here, before Ray or Serve is touched; the Serve-facing
+parts live in ``_runtime`` (control plane), ``_ingress`` (HTTP and retries), ``_replica`` (model
+and batching), ``_autoscale`` (policy adapter) and ``_metrics`` (per-endpoint metrics store).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ainative import errors
+from ainative.policy.autoscaling import AutoscalingConfig
+from ainative.policy.batching import BatchingConfig
+from ainative.resources import Resources
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_ROUTE = re.compile(r"^/[A-Za-z0-9_./-]*$")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EndpointMetrics:
+    """A snapshot of one endpoint over the last ``window_s`` seconds (latencies at the replica,
+    from the ingress receiving a request to its result)."""
+
+    qps: float
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    queue_length: int
+    replicas_running: int
+    replicas_starting: int
+    batch_sizes: dict[int, int]
+    replica_seconds: float
+    requests_total: int
+    failed_total: int
+    retries: int
+    cold_starts_s: list[float]
+    model_load_s: list[float]
+    window_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class Endpoint:
+    """An inference endpoint declared by its model, resources and service level."""
+
+    def __init__(self, model: Callable[[], Any], *, name: str, route: str | None = None,
+                 resources: Resources | None = None, batching: BatchingConfig | None = None,
+                 autoscaling: AutoscalingConfig | None = None, queue: str | None = None,
+                 idle: Any = None, idempotent: bool = True, max_request_bytes: int = 1 << 20,
+                 request_timeout_s: float = 60.0) -> None:
+        _check_model(model)
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise errors.ConfigError(
+                f"Endpoint.name must be 1-63 letters, digits, '_', '.' or '-', got {name!r}",
+                field="name", value=name)
+        route = route if route is not None else f"/{name}"
+        if not isinstance(route, str) or not _ROUTE.match(route):
+            raise errors.ConfigError(
+                f"Endpoint.route must start with '/' and use URL path characters, got {route!r}",
+                field="route", value=route)
+        _check_type("resources", resources, Resources, "ainative.Resources(cpus=1)")
+        _check_type("batching", batching, BatchingConfig, "ainative.BatchingConfig()")
+        _check_type("autoscaling", autoscaling, AutoscalingConfig, "ainative.AutoscalingConfig()")
+        if queue is not None and (not isinstance(queue, str) or not queue.strip()):
+            raise errors.ConfigError(f"Endpoint.queue must be a non-empty string or None, got "
+                                     f"{queue!r}", field="queue", value=queue)
+        if not isinstance(idempotent, bool):
+            raise errors.ConfigError(f"Endpoint.idempotent must be True or False, got "
+                                     f"{idempotent!r}", field="idempotent", value=idempotent)
+        if isinstance(max_request_bytes, bool) or not isinstance(max_request_bytes, int) or \
+                max_request_bytes < 1:
+            raise errors.ConfigError(f"Endpoint.max_request_bytes must be an integer >= 1, got "
+                                     f"{max_request_bytes!r}", field="max_request_bytes",
+                                     value=max_request_bytes)
+        if isinstance(request_timeout_s, bool) or not isinstance(request_timeout_s, (int, float)) \
+                or not math.isfinite(request_timeout_s) or request_timeout_s <= 0:
+            raise errors.ConfigError(f"Endpoint.request_timeout_s must be a number > 0, got "
+                                     f"{request_timeout_s!r}", field="request_timeout_s",
+                                     value=request_timeout_s)
+        self.model = model
+        self.name = name
+        self.route = route
+        self.resources = resources if resources is not None else Resources(cpus=1)
+        self.batching = batching
+        self.autoscaling = _with_idle(autoscaling or AutoscalingConfig(), idle)
+        self.queue = queue
+        self.idle = idle
+        self.idempotent = idempotent
+        self.max_request_bytes = max_request_bytes
+        self.request_timeout_s = float(request_timeout_s)
+
+    def __repr__(self) -> str:
+        return (f"Endpoint(name={self.name!r}, route={self.route!r}, "
+                f"resources={self.resources.describe()}, batching={self.batching}, "
+                f"autoscaling={self.autoscaling})")
+
+    def deploy(self, *, timeout_s: float = 120.0) -> EndpointHandle:
+        """Start the endpoint and wait until its first replicas have loaded the model.
+
+        Raises ModelLoadError (with the replica's traceback) if the model fails to load,
+        InfeasibleError if no node can ever hold a replica; in both cases nothing stays deployed.
+        """
+        import ainative
+        from ainative.serve import _runtime
+
+        ainative.connect()
+        _check_feasible(self)
+        port = _runtime.ensure_serve()
+        if _runtime.app_exists(self.name):
+            raise errors.ServeError(
+                f"an endpoint named {self.name!r} is already deployed; call its handle's "
+                "update() or delete() first, or choose another name", endpoint=self.name)
+        try:
+            store = _runtime.start_store(self.name)
+            _runtime.run(self, self.model)
+            _runtime.wait_running(self.name, store, timeout_s)
+        except BaseException:
+            _runtime.teardown(self.name)
+            raise
+        return EndpointHandle(self, f"http://127.0.0.1:{port}{self.route}")
+
+
+class EndpointHandle:
+    """A deployed endpoint: ``url`` for HTTP JSON, ``predict`` from Python, ``metrics``,
+    ``update`` (rolling) and ``delete``."""
+
+    def __init__(self, endpoint: Endpoint, url: str) -> None:
+        self.endpoint = endpoint
+        self.name = endpoint.name
+        self.url = url
+
+    def __repr__(self) -> str:
+        return f"EndpointHandle(name={self.name!r}, url={self.url!r})"
+
+    def predict(self, x: Any, *, timeout_s: float | None = None) -> Any:
+        """One request (a JSON-serialisable value) -> its result; EndpointError on failure."""
+        from ray import serve
+
+        from ainative.serve import _ingress
+
+        handle = serve.get_app_handle(self.name)
+        wait = timeout_s if timeout_s is not None else self.endpoint.request_timeout_s + 5.0
+        status, value = handle.predict.remote(x).result(timeout_s=wait)
+        if status != "ok":
+            code = _ingress.HTTP_STATUS[status]
+            raise errors.EndpointError(f"endpoint {self.name!r} answered {code} ({status}): "
+                                       f"{value}", status_code=code, status=status, reason=value)
+        return value
+
+    def metrics(self, window_s: float = 10.0) -> EndpointMetrics:
+        """QPS and latency percentiles over the last ``window_s``, queue, replicas, batch sizes,
+        replica-seconds and cold starts since deploy."""
+        import ray
+
+        from ainative.serve import _runtime
+
+        store = ray.get_actor(_runtime.store_name(self.name), namespace=_runtime.NAMESPACE)
+        raw = ray.get(store.summary.remote(window_s))
+        states = _runtime.replica_states(self.name)
+        return EndpointMetrics(
+            qps=raw["qps"], p50_ms=raw["p50_ms"], p95_ms=raw["p95_ms"], p99_ms=raw["p99_ms"],
+            queue_length=int(raw["queue_length"]), replicas_running=states.get("RUNNING", 0),
+            replicas_starting=states.get("STARTING", 0) + states.get("PENDING_MIGRATION", 0),
+            batch_sizes=raw["batch_sizes"], replica_seconds=raw["replica_seconds"],
+            requests_total=raw["requests_total"], failed_total=raw["failed_total"],
+            retries=int(raw.get("retries", 0)), cold_starts_s=raw["cold_starts_s"],
+            model_load_s=raw["model_load_s"], window_s=raw["window_s"])
+
+    def update(self, model: Callable[[], Any], *, timeout_s: float = 120.0) -> None:
+        """Roll out a new model: new replicas load it while the old ones finish their requests."""
+        import ray
+
+        from ainative.serve import _runtime
+
+        _check_model(model)
+        store = ray.get_actor(_runtime.store_name(self.name), namespace=_runtime.NAMESPACE)
+        known = len(ray.get(store.load_failures.remote()))
+        _runtime.run(self.endpoint, model)
+        _runtime.wait_running(self.name, store, timeout_s, since_version=True,
+                              known_failures=known)
+        self.endpoint.model = model
+
+    def delete(self) -> None:
+        """Remove the endpoint; returns once none of its replicas is left."""
+        from ainative.serve import _runtime
+
+        _runtime.teardown(self.name)
+
+
+def _check_model(model: Any) -> None:
+    if not callable(model):
+        raise errors.ConfigError(
+            f"Endpoint model must be a factory (a function or class called once per replica to "
+            f"load the model), got {type(model).__name__}", field="model", value=repr(model))
+
+
+def _check_type(field: str, value: Any, cls: type, example: str) -> None:
+    if value is not None and not isinstance(value, cls):
+        raise errors.ConfigError(f"Endpoint.{field} must be {example} or None, got "
+                                 f"{type(value).__name__}", field=field, value=repr(value))
+
+
+def _with_idle(config: AutoscalingConfig, idle: Any) -> AutoscalingConfig:
+    """Map an IdlePolicy (duck-typed: ``scale_to_zero_after_s``) onto scale to zero."""
+    if idle is None:
+        return config
+    after = getattr(idle, "scale_to_zero_after_s", None)
+    if after is None:
+        if not hasattr(idle, "scale_to_zero_after_s"):
+            raise errors.ConfigError(
+                f"Endpoint.idle must be an IdlePolicy with scale_to_zero_after_s, got "
+                f"{type(idle).__name__}", field="idle", value=repr(idle))
+        return config
+    if config.scale_to_zero_after_s is not None and config.scale_to_zero_after_s != after:
+        raise errors.ConfigError(
+            f"Endpoint.idle.scale_to_zero_after_s={after!r} disagrees with "
+            f"autoscaling.scale_to_zero_after_s={config.scale_to_zero_after_s!r}; set one of them",
+            field="idle", value=after)
+    return dataclasses.replace(config, scale_to_zero_after_s=after)
+
+
+def _check_feasible(endpoint: Endpoint) -> None:
+    """A replica that fits no node would wait for ever in Serve; refuse it before deploying."""
+    import ray
+
+    from ainative.resources import bundle_fits
+
+    bundle = endpoint.resources.to_bundle()
+    totals = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    if not any(bundle_fits(bundle, total) for total in totals):
+        raise errors.InfeasibleError(
+            f"endpoint {endpoint.name!r}: no node can hold one replica of "
+            f"{endpoint.resources.describe()}; node totals: {totals}", endpoint=endpoint.name,
+            bundle=bundle)
