@@ -133,7 +133,7 @@ def test_shuffle_config_and_plans():
         ShuffleConfig(seed=-1)
     with pytest.raises(errors.ConfigError, match="memory_budget_bytes"):
         ShuffleConfig(memory_budget_bytes=0)
-    assert plan_partitions(2**30, 2, 2**32) == 4
+    assert plan_partitions(2**30, 2, 2**32) == 8
     assert plan_partitions(10, 2, 2**32) == 2
     assert plan_partitions(2**30, 2, 2**28) == 32  # small budget: 32 MiB partitions
     assert plan_rounds([10, 10, 10, 10], 40) == [[0, 1], [2, 3]]
