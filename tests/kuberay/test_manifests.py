@@ -361,3 +361,35 @@ def test_schemas_are_the_v1_kuberay_crds() -> None:
         s = schema.crd_schema(kind)
         assert s["type"] == "object" and "spec" in s["properties"], plural
     assert "workerGroupSpecs" in schema.crd_schema("RayCluster")["properties"]["spec"]["properties"]
+
+
+def test_train_job_object_ships_whole_and_the_entry_runs_it(tmp_path: Any) -> None:
+    import os
+
+    from ainative.cluster.kuberay import entry
+    from tests.kuberay.jobs_for_tests import LookAlikeJob
+
+    m = kuberay.rayjob_manifest(LookAlikeJob("My_Train.v2", "m-42"), research(),
+                                runtime_env={"env_vars": {"A": "1"}})
+    assert m["metadata"]["name"] == "my-train-v2"  # DNS-1035 for Kubernetes
+    assert m["spec"]["entrypoint"] == "python -m ainative.cluster.kuberay.entry"
+    env = yaml.safe_load(m["spec"]["runtimeEnvYAML"])["env_vars"]
+    assert env["A"] == "1"
+    run = subprocess.run([sys.executable, "-m", "ainative.cluster.kuberay.entry"],
+                         env={**os.environ, entry.ENV_VAR: env[entry.ENV_VAR]},
+                         capture_output=True, text=True, timeout=120, cwd=os.getcwd())
+    assert run.returncode == 0, run.stderr
+    assert "ran m-42" in run.stdout and "TrainResult(ok)" in run.stdout
+
+
+def test_real_train_job_round_trips() -> None:
+    from ainative.cluster.kuberay import entry
+    from tests.kuberay.jobs_for_tests import train_loop
+
+    job = ai.TrainJob(train_loop, workers=2, name="llama_ft")
+    m = kuberay.rayjob_manifest(job, research())
+    assert m["metadata"]["name"] == "llama-ft"
+    payload = yaml.safe_load(m["spec"]["runtimeEnvYAML"])["env_vars"][entry.ENV_VAR]
+    back = entry.decode(payload)
+    assert type(back) is type(job) and back.name == "llama_ft" and back.train_fn is train_loop
+    assert back.max_workers == 2

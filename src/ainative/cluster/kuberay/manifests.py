@@ -15,6 +15,7 @@ autoscaler can scale the group from zero, and get a node selector and toleration
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping
 from typing import Any
@@ -154,6 +155,13 @@ def _import_path(fn: Any, name: str) -> str:
     return f"{module}:{qualname}"
 
 
+def rayjob_name(name: str) -> str:
+    """A TrainJob name (letters, digits, '.', '_', '-') as a RayJob name (DNS-1035, <= 47)."""
+    text = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:kconfig.MAX_NAME["RayJob"]]
+    text = text.rstrip("-")
+    return text if text[:1].isalpha() else f"job-{text}"[:kconfig.MAX_NAME["RayJob"]].rstrip("-")
+
+
 def job_entrypoint(job: Any) -> tuple[str, str]:
     """``(name, entrypoint)`` of a train job given as an object, a mapping or a string.
 
@@ -192,10 +200,22 @@ def rayjob_manifest(train_job: Any, spec: KubeRayClusterConfig | Mapping[str, An
                     ) -> dict[str, Any]:
     """A validated RayJob that runs ``train_job`` on a new cluster shaped like ``spec``.
 
+    ``train_job`` is an ``ainative.TrainJob`` (shipped whole and run by
+    ``python -m ainative.cluster.kuberay.entry``), or anything :func:`job_entrypoint` takes.
     With ``cluster_selector`` the job runs on an existing cluster instead (KubeRay then neither
     creates nor shuts down a cluster). The job name comes from the train job."""
+    from ainative.cluster.kuberay import entry
+
     spec = as_cluster_config(spec)
-    name, entrypoint = job_entrypoint(train_job)
+    env = dict(runtime_env or {})
+    if entry.is_train_job(train_job):
+        # an ainative TrainJob: shipped whole, run by ainative.cluster.kuberay.entry in the cluster
+        name = rayjob_name(train_job.name)
+        entrypoint = f"python -m {entry.__name__}"
+        env["env_vars"] = {**dict(env.get("env_vars") or {}),
+                           entry.ENV_VAR: entry.encode(train_job)}
+    else:
+        name, entrypoint = job_entrypoint(train_job)
     kconfig.check_name("train_job", "name", name, "RayJob")
     body: dict[str, Any] = {"entrypoint": entrypoint, "submissionMode": "K8sJobMode",
                             "backoffLimit": backoff_limit}
@@ -206,8 +226,8 @@ def rayjob_manifest(train_job: Any, spec: KubeRayClusterConfig | Mapping[str, An
         # Kueue admits the whole job and needs the cluster gone when it ends; so do we.
         body["shutdownAfterJobFinishes"] = True
         body["ttlSecondsAfterFinished"] = ttl_after_finished_s
-    if runtime_env:
-        body["runtimeEnvYAML"] = yaml.safe_dump(dict(runtime_env), sort_keys=True)
+    if env:
+        body["runtimeEnvYAML"] = yaml.safe_dump(env, sort_keys=True)
     if active_deadline_s is not None:
         body["activeDeadlineSeconds"] = active_deadline_s
     manifest = {"apiVersion": schema.API_VERSION, "kind": "RayJob",
