@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ainative.cli.core",
     "ainative.cli.golden",
     "ainative.cli.cost",
+    "ainative.cli.kuberay",
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
