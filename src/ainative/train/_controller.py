@@ -166,7 +166,9 @@ class Controller:
 
     def _start_group(self, resize_to: int | None) -> Any:
         spec, storage = self.spec, self.spec.storage
-        latest = storage.latest()
+        latest = storage.latest()  # the storage, not what was reported, is the source of truth
+        if latest is not None:
+            self.checkpoint = storage.uri_of(latest)
         data_states = storage.data_state(latest) if latest is not None else None
         deadline = time.monotonic() + spec.failure.start_timeout_s
 
@@ -213,11 +215,12 @@ class Controller:
         while True:
             polls = group.poll(timeout_s=2.0)
             now = time.monotonic()
+            answered = {r: p for r, p in enumerate(polls) if isinstance(p, dict)}
+            new_ckpt = self._absorb(answered)  # first: reports made before a death still count
             for rank, p in enumerate(polls):
                 if isinstance(p, BaseException):
-                    return self._system(group, rank, f"worker died: {type(p).__name__}: {p}")
-            answered = {r: p for r, p in enumerate(polls) if isinstance(p, dict)}
-            new_ckpt = self._absorb(answered)
+                    return self._system(group, rank, f"worker died: {type(p).__name__}: "
+                                                    f"{str(p).splitlines()[0][:200]}")
             failed = sorted(r for r, p in answered.items() if p["state"] == "error")
             if failed:
                 return self._classify(group, {r: answered[r] for r in failed})
@@ -297,7 +300,9 @@ class Controller:
         """A rank raised: a user error, unless it is the echo of a peer that died."""
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:  # give a dead peer's actor death time to surface
-            for rank, p in enumerate(group.poll(timeout_s=1.0)):
+            polls = group.poll(timeout_s=1.0)
+            self._absorb({r: p for r, p in enumerate(polls) if isinstance(p, dict)})
+            for rank, p in enumerate(polls):
                 if isinstance(p, BaseException):
                     return self._system(group, rank, f"worker died: {type(p).__name__}")
             time.sleep(0.1)
