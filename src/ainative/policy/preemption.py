@@ -34,7 +34,7 @@ def pick_on_one_node(need: float, candidates: list[Job],
     """The cheapest set of single-node victims whose release lets ``need`` GPUs fit on one node."""
     by_node: dict[Any, list[Job]] = {}
     for job in candidates:
-        nodes = {i for i, _ in job.placement}
+        nodes = {p[0] for p in job.placement}
         if len(nodes) == 1:
             by_node.setdefault(nodes.pop(), []).append(job)
     best: tuple[tuple[int, int], list[Job]] | None = None
@@ -43,7 +43,7 @@ def pick_on_one_node(need: float, candidates: list[Job],
         for job in jobs:                       # already in victim order
             if free + 1e-9 >= need:
                 break
-            free += sum(g for _, g in job.placement)
+            free += sum(p[1] for p in job.placement)
             taken.append(job)
         if free + 1e-9 >= need and taken:
             cost = (len(taken), max(j.priority for j in taken))
