@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "errors": "ainative.errors",
     "kuberay": "ainative.cluster.kuberay",
     "scheduling": "ainative.scheduling",
+    "simulate": "ainative.sim:simulate",
     "train": "ainative.train",
 }
 

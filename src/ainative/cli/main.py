@@ -13,6 +13,8 @@ from ainative import errors
 # Modules that register commands, in --help order.
 COMMAND_MODULES: tuple[str, ...] = (
     "ainative.cli.core",
+    "ainative.cli.queue",
+    "ainative.cli.simulate",
     "ainative.cli.golden",
     "ainative.cli.cost",
     "ainative.cli.kuberay",
