@@ -85,6 +85,7 @@ class Controller:
         self.spec, self.lease, self.on_update = spec, lease, on_update
         self.state = State.SCHEDULING
         self.restarts, self.step, self.world_size = 0, 0, 0
+        self.nodes: list[str] = []
         self.metrics: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
         self.lines: deque[str] = deque(maxlen=20_000)
@@ -158,6 +159,7 @@ class Controller:
             return Outcome("failure", fp.Failure(fp.FailureKind.SYSTEM, reason=f"start: {exc}"))
         try:
             self.world_size = len(group)
+            self.nodes = [slot.node_id for slot in group.slots]
             self._transition(State.RUNNING, world_size=len(group), restarts=self.restarts,
                              checkpoint=self.checkpoint)
             return self._supervise(group)

@@ -237,6 +237,16 @@ class TrainHandle:
             if self._controller is not None:
                 self._controller.request_stop(request)
 
+    def progress(self) -> dict[str, Any]:
+        """A snapshot: state, step, world size, restarts, rank 0's latest metrics and the node id of
+        each rank."""
+        c = self._controller
+        if c is None:
+            return {"state": self.status(), "step": 0, "world_size": 0, "restarts": 0,
+                    "metrics": {}, "nodes": []}
+        return {"state": self.status(), "step": c.step, "world_size": c.world_size,
+                "restarts": c.restarts, "metrics": dict(c.metrics), "nodes": list(c.nodes)}
+
     def logs(self) -> list[str]:
         """Recent rank-prefixed output lines of the workers ("[rank N] ...")."""
         return list(self._controller.lines) if self._controller is not None else []
