@@ -135,6 +135,8 @@ class Store:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.events: list[tuple[int, str, str, dict[str, Any]]] = []  # rv, type, plural, obj
         self.compacted_before = 0
+        self.epoch = 0  # bumped by compact(close_watches=True): open watch streams end
+        self.gone_sent = 0  # how many watches were answered 410 Gone
         self.cond = threading.Condition()
         self._rv = itertools.count(1000)
         self.listeners: list[Callable[[str, str, dict[str, Any]], None]] = []
@@ -152,11 +154,15 @@ class Store:
         for listener in list(self.listeners):
             listener(event_type, plural, copy.deepcopy(obj))
 
-    def compact(self) -> None:
-        """Forget the event log, as etcd compaction does: older resourceVersions get 410."""
+    def compact(self, *, close_watches: bool = False) -> None:
+        """Forget the event log, as etcd compaction does: older resourceVersions get 410.
+        ``close_watches`` also ends the open watch streams (as an API server restart does)."""
         with self.cond:
             self.compacted_before = self.next_rv()
             self.events.clear()
+            if close_watches:
+                self.epoch += 1
+                self.cond.notify_all()
 
     def set_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> bool:
         """What the operator does through the status subresource."""
@@ -451,6 +457,7 @@ def _make_handler(server: FakeApiServer) -> type[BaseHTTPRequestHandler]:
                     if since_rv < store.compacted_before:
                         gone = status_body(410, "Expired", f"too old resource version: {since_rv}")
                         pending = [("ERROR", gone)]
+                        store.gone_sent += 1
             try:
                 self._stream(plural, namespace, query, pending, since_rv, deadline)
             except (BrokenPipeError, ConnectionResetError):
@@ -464,8 +471,8 @@ def _make_handler(server: FakeApiServer) -> type[BaseHTTPRequestHandler]:
                 if event_type == "ERROR":
                     self._chunk(b"")
                     return
-            cursor = since_rv
-            while not server.stopping.is_set():
+            cursor, epoch = since_rv, store.epoch
+            while not server.stopping.is_set() and store.epoch == epoch:
                 with store.cond:
                     fresh = [e for e in store.events if e[0] > cursor and e[2] == plural]
                     if not fresh:

@@ -21,7 +21,9 @@ from typing import Any
 from tests.kuberay.fake_apiserver import Store, now
 
 Status = dict[str, Any]
-Step = Callable[[dict[str, Any]], Status | None]  # None = delete the object
+# A step returns the next status, or None to delete the object; the string "gate" waits until
+# the test calls operator.release(name), so that a test can observe a state before the next.
+Step = Callable[[dict[str, Any]], Status | None] | str
 
 
 def cond(type_: str, status: bool, reason: str, message: str = "") -> dict[str, Any]:
@@ -120,7 +122,7 @@ SCENARIOS: dict[str, dict[str, list[Step]]] = {
         "image_pull": [_job("Initializing", cluster="pending"),
                        _job("Initializing", cluster="image_pull")],
         "complete_then_deleted": [_job("Running", "RUNNING"), _job("Complete", "SUCCEEDED"),
-                                  lambda obj: None],
+                                  "gate", lambda obj: None],
         "stuck_initializing": [_job("Initializing", cluster="pending")],
         "deleted_while_running": [_job("Running", "RUNNING"), lambda obj: None],
     },
@@ -135,11 +137,15 @@ class FakeOperator:
     def __init__(self, store: Store, *, step_s: float = 0.05) -> None:
         self.store, self.step_s = store, step_s
         self.scripts: dict[str, str] = {}
+        self.gates: dict[str, threading.Event] = {}
         self._stop = threading.Event()
         store.listeners.append(self._on_event)
 
     def script(self, name: str, scenario: str) -> None:
         self.scripts[name] = scenario
+
+    def release(self, name: str) -> None:
+        self.gates.setdefault(name, threading.Event()).set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -161,6 +167,9 @@ class FakeOperator:
     def _play(self, plural: str, obj: dict[str, Any], steps: list[Step]) -> None:
         meta = obj["metadata"]
         for step in steps:
+            if isinstance(step, str):  # "gate"
+                self.gates.setdefault(meta["name"], threading.Event()).wait(30)
+                continue
             if self._stop.wait(self.step_s):
                 return
             live = self.store.get(plural, meta["namespace"], meta["name"])

@@ -109,7 +109,10 @@ class KubeRayClient:
 
     def watch(self, kind: str, namespace: str, name: str, resource_version: str | None,
               timeout_s: float) -> Iterator[tuple[str, dict[str, Any]]]:
-        """``(event type, object)`` for one object until ``timeout_s`` (server- and client-side)."""
+        """``(event type, object)`` for one object until ``timeout_s`` (server- and client-side).
+
+        ``resource_version=None`` starts with the current object (an ADDED event). A version too
+        old to resume from (410 Gone) yields ``("GONE", {})`` and ends: watch again without one."""
         server_timeout = max(1, math.ceil(timeout_s))
         stream = k8s_watch.Watch()
         try:
@@ -120,7 +123,8 @@ class KubeRayClient:
                     _request_timeout=(5, timeout_s + 2)):
                 yield event["type"], event["object"]
         except ApiException as exc:
-            if exc.status == 410:  # resourceVersion too old: the caller re-reads and re-watches
+            if exc.status == 410:
+                yield "GONE", {}
                 return
             raise translate(exc, "watch", kind, namespace, name) from None
         except (OSError, Urllib3Error) as exc:  # read timeout, dropped stream: caller decides

@@ -117,6 +117,7 @@ def wait_for(client: Any, kind: str, namespace: str, name: str, timeout_s: float
     verdict_of = VERDICTS[kind]
     deadline = time.monotonic() + timeout_s
     last: dict[str, Any] | None = last_seen
+    resume = True  # watch from the last resourceVersion; after a 410, from the current state
     verdict = verdict_of(last) if last is not None else Verdict(False, "not observed yet")
     while True:
         obj = client.get(kind, namespace, name)
@@ -141,10 +142,14 @@ def wait_for(client: Any, kind: str, namespace: str, name: str, timeout_s: float
                     f"{verdict.summary}. Raise timeout_s, or fix what the status says",
                     kind=kind, name=name, timeout_s=timeout_s, last_status=verdict.summary,
                     last_object=last)
-            rv = (last.get("metadata") or {}).get("resourceVersion")
+            rv = (last.get("metadata") or {}).get("resourceVersion") if resume else None
+            resume = True
             deleted, events, started = False, 0, time.monotonic()
             for event_type, event_obj in client.watch(kind, namespace, name, rv, left):
                 events += 1
+                if event_type == "GONE":  # history compacted: next watch starts from now
+                    resume = False
+                    break
                 if event_type == "DELETED":
                     deleted = True
                     last, verdict = event_obj, verdict_of(event_obj)
@@ -160,7 +165,7 @@ def wait_for(client: Any, kind: str, namespace: str, name: str, timeout_s: float
                                           f"last status: {verdict.summary}", kind=kind, name=name,
                                           last_status=verdict.summary)
             if not (verdict.done or verdict.fatal):
-                if events == 0 and time.monotonic() - started < 0.2:
+                if resume and events == 0 and time.monotonic() - started < 0.2:
                     # a watch that ends at once (410, dropped stream): do not spin on the server
                     time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
                 break  # the watch ended (timeout, 410): re-read, then watch again
