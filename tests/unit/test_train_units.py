@@ -1,0 +1,241 @@
+"""Training pieces that need no Ray: configs, policies, rank layout, checkpoint storage, events,
+TrainJob validation, and the controller stepped with a fake worker group."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+import ainative as ai
+from ainative import errors
+from ainative.policy import failure as fp
+from ainative.scheduling import protocol
+from ainative.train import _checkpoint, _controller, _events, _group
+from ainative.train.config import CheckpointConfig, FailureConfig
+
+
+def noop(config):
+    return None
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"keep": 0}, "keep"), ({"path": ""}, "path"), ({"keep": 1.5}, "keep")])
+def test_checkpoint_config_rejects(kwargs, field):
+    with pytest.raises(errors.ConfigError, match=field):
+        CheckpointConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"max_restarts": -1}, "max_restarts"), ({"progress_timeout_s": 0}, "progress_timeout_s"),
+    ({"collective_timeout_s": -5}, "collective_timeout_s"),
+    ({"retry_user_errors": "yes"}, "retry_user_errors")])
+def test_failure_config_rejects(kwargs, field):
+    with pytest.raises(errors.ConfigError, match=field):
+        FailureConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"workers": 0}, "workers"), ({"workers": (3, 2)}, "min must be <= max"),
+    ({"workers": (0, 2)}, "min"), ({"workers": True}, "workers"),
+    ({"placement": "TIGHT"}, "placement"), ({"name": "a b"}, "name"),
+    ({"resources": {"cpus": 1}}, "resources"), ({"config": [1]}, "config"),
+    ({"max_runtime_s": -1}, "max_runtime_s"), ({"priority": "high"}, "priority")])
+def test_train_job_rejects_bad_input_at_construction(kwargs, words):
+    with pytest.raises(errors.ConfigError, match=words):
+        ai.TrainJob(noop, **kwargs)
+
+
+def test_train_job_request_carries_scheduling_fields():
+    job = ai.TrainJob(noop, workers=(2, 4), queue="q", priority=5, preemptible=False,
+                      max_runtime_s=60, expected_duration_s=30, budget="b")
+    req = job.request()
+    assert (req.kind, req.queue, req.priority, req.preemptible, req.min_bundles) == \
+        ("train", "q", 5, False, 2)
+    assert len(req.bundles) == 4 and req.max_runtime_s == 60 and req.budget == "b"
+    assert job.name == "noop" and "workers=(2, 4)" in repr(job)
+
+
+def test_failure_policy_decisions():
+    policy = fp.FailurePolicy(max_restarts=2)
+    system = fp.Failure(fp.FailureKind.SYSTEM, rank=1)
+    assert policy.decide(system, 0).action is fp.Action.RESTART
+    assert policy.decide(system, 2).action is fp.Action.FAIL
+    user = fp.Failure(fp.FailureKind.USER, rank=0)
+    assert policy.decide(user, 0).action is fp.Action.FAIL
+    assert fp.FailurePolicy(2, retry_user_errors=True).decide(user, 0).action is fp.Action.RESTART
+
+
+def test_scaling_policy():
+    fixed = fp.ScalingPolicy(2, 2)
+    assert fixed.initial(8).workers == 2 and fixed.on_checkpoint(2, 8).workers is None
+    elastic = fp.ScalingPolicy(2, 4)
+    assert elastic.initial(3).workers == 3 and elastic.initial(1).workers == 2
+    assert elastic.initial(9).workers == 4
+    assert elastic.on_checkpoint(2, 4).workers == 4 and elastic.on_checkpoint(4, 4).workers is None
+    assert elastic.on_checkpoint(3, 2).workers is None  # never shrinks on its own
+    with pytest.raises(ValueError):
+        fp.ScalingPolicy(3, 2)
+
+
+def test_ranks_are_grouped_by_node():
+    slots = _group.assign_ranks(["b", "a", "b", "a", "c"])
+    assert [(s.rank, s.bundle, s.node_id, s.node_rank, s.local_rank) for s in slots] == [
+        (0, 0, "b", 0, 0), (1, 2, "b", 0, 1), (2, 1, "a", 1, 0), (3, 3, "a", 1, 1),
+        (4, 4, "c", 2, 0)]
+    assert [s.local_world_size for s in slots] == [2, 2, 2, 2, 1]
+
+
+def test_visible_devices_cover_the_node_and_index_the_rank():
+    slots = _group.assign_ranks(["n1", "n1", "n2"])
+    out = _group.visible_devices(slots, [["3"], ["1"], ["0"]])
+    assert out == [("1,3", 1), ("1,3", 0), ("0", 0)]
+    assert _group.visible_devices(slots, [[], [], []]) == [(None, None)] * 3
+
+
+def test_storage_commits_atomically_and_keeps_n(tmp_path):
+    storage = _checkpoint.Storage(f"file://{tmp_path}", "job", keep=2)
+    storage.probe()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "weights.bin").write_bytes(b"x" * 100)
+    for step in (10, 20, 30):
+        uri = storage.commit(step, str(src), {"loss": 1.0 / step}, {"train": {"pos": step}})
+        assert uri == f"{tmp_path}/job/checkpoint_{step}"
+    assert storage.committed() == [20, 30]
+    # a writer that died mid-upload leaves a directory without the commit file: never picked up
+    partial = tmp_path / "job" / "checkpoint_40"
+    partial.mkdir()
+    (partial / "weights.bin").write_bytes(b"half")
+    assert storage.latest() == 30
+    assert storage.read_meta(30)["metrics"] == {"loss": 1.0 / 30}
+    assert storage.data_state(30) == {"train": {"pos": 30}}
+    assert (tmp_path / "job" / "checkpoint_30" / "weights.bin").read_bytes() == b"x" * 100
+    assert storage.local_copy(30) == f"{tmp_path}/job/checkpoint_30"
+    storage.commit(40, str(src), {}, None)  # overwrites the partial leftover
+    assert storage.committed() == [30, 40] and storage.data_state(40) is None
+
+
+def test_storage_errors(tmp_path):
+    with pytest.raises(errors.CheckpointError, match="cannot be written"):
+        _checkpoint.Storage("/proc/nope", "job", 1).probe()
+    with pytest.raises(errors.CheckpointError, match="not a directory"):
+        _checkpoint.Storage(str(tmp_path), "job", 1).commit(1, str(tmp_path / "missing"), {}, None)
+
+
+def test_events_are_json_lines(tmp_path, monkeypatch):
+    monkeypatch.setenv("AINATIVE_EVENTS_DIR", str(tmp_path))
+    _events.emit("my/job", "failure", rank=1, reason="boom")
+    _events.emit("my/job", "finished", status="succeeded")
+    lines = (tmp_path / "my_job.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    assert set(first) == {"ts", "job", "event", "rank", "reason"} and first["job"] == "my/job"
+    assert [e["event"] for e in _events.read("my/job")] == ["failure", "finished"]
+
+
+class FakeGroup:
+    """Scripted worker group: each attempt plays a list of poll answers."""
+
+    scripts: list[list[list[object]]] = []
+    started: list[int] = []
+
+    def __init__(self, size, script):
+        self.size, self.script = size, script
+        self.slots = [_group.RankSlot(r, r, f"node{r}", r, 0, 1) for r in range(size)]
+        self.stops: list[str] = []
+        self.shut = False
+
+    @classmethod
+    def start(cls, *, size, **kwargs):
+        cls.started.append(size)
+        return cls(size, cls.scripts.pop(0))
+
+    def __len__(self):
+        return self.size
+
+    def poll(self, timeout_s):
+        return self.script.pop(0) if len(self.script) > 1 else self.script[0]
+
+    def request_stop(self, mode):
+        self.stops.append(mode)
+
+    def node_of(self, rank):
+        return f"node{rank}"
+
+    def shutdown(self):
+        self.shut = True
+
+
+def _answer(state, reports=(), since=0.0, error=None):
+    return {"state": state, "reports": list(reports), "since_progress_s": since, "error": error,
+            "lines": [], "step": None}
+
+
+class _Controller(_controller.Controller):
+    group_class = FakeGroup
+    poll_interval_s = 0.0
+
+    def _fit(self, held=0):
+        return self.spec.max_workers
+
+
+def _spec(tmp_path, **failure):
+    return _controller.JobSpec(
+        name="fake", fn=noop, config={}, resources=ai.Resources(), min_workers=2, max_workers=2,
+        placement="PACK", storage=_checkpoint.Storage(str(tmp_path), "fake", 2),
+        failure=FailureConfig(**failure), datasets={}, shard_factory=None, max_runtime_s=None)
+
+
+def test_controller_restarts_after_a_death_then_succeeds(tmp_path, monkeypatch):
+    monkeypatch.setenv("AINATIVE_EVENTS_DIR", str(tmp_path / "ev"))
+    FakeGroup.started = []
+    FakeGroup.scripts = [
+        [[_answer("running", [(1, {"loss": 2.0}, None, 0)]), RuntimeError("actor died")]],
+        [[_answer("running", [(1, {"loss": 1.0}, None, 0)]), _answer("running")],
+         [_answer("finished"), _answer("finished")]],
+    ]
+    result = _Controller(_spec(tmp_path), protocol.ImmediateAdmission().admit(None)).run()
+    assert result.restarts == 1 and result.status == "succeeded" and FakeGroup.started == [2, 2]
+    assert result.history == [{"loss": 2.0}, {"loss": 1.0}]
+    events = [e["event"] for e in _events.read("fake")]
+    assert events == ["scheduling", "running", "failure", "restarting", "scheduling", "running",
+                      "finished"]
+
+
+def test_controller_gives_up_after_max_restarts(tmp_path, monkeypatch):
+    monkeypatch.setenv("AINATIVE_EVENTS_DIR", str(tmp_path / "ev"))
+    FakeGroup.scripts = [[[_answer("running"), RuntimeError("gone")]]]
+    with pytest.raises(errors.WorkerGroupError, match="max_restarts=0") as info:
+        _Controller(_spec(tmp_path, max_restarts=0), protocol.ImmediateAdmission().admit(None)).run()
+    assert info.value.rank == 1 and info.value.kind == "system"
+
+
+def test_controller_detects_a_silent_rank(tmp_path, monkeypatch):
+    monkeypatch.setenv("AINATIVE_EVENTS_DIR", str(tmp_path / "ev"))
+    FakeGroup.scripts = [[[_answer("running"), _answer("running", since=5.0)]]]
+    with pytest.raises(errors.WorkerGroupError, match="no progress") as info:
+        _Controller(_spec(tmp_path, max_restarts=0, progress_timeout_s=1.0),
+                    protocol.ImmediateAdmission().admit(None)).run()
+    assert info.value.kind == "hang" and info.value.rank == 1
+
+
+def test_controller_user_error_is_training_failed(tmp_path, monkeypatch):
+    monkeypatch.setenv("AINATIVE_EVENTS_DIR", str(tmp_path / "ev"))
+    err = {"type": "KeyError", "message": "'x'", "traceback": "Traceback...KeyError", "peer": False}
+    FakeGroup.scripts = [[[_answer("running"), _answer("error", error=err)]]]
+    with pytest.raises(errors.TrainingFailedError, match="KeyError") as info:
+        _Controller(_spec(tmp_path), protocol.ImmediateAdmission().admit(None)).run()
+    assert info.value.rank == 1 and info.value.node_id == "node1"
+    assert "Traceback...KeyError" in str(info.value)
+
+
+def test_train_module_is_lazy():
+    import subprocess
+    import sys
+
+    code = ("import sys, ainative.train as t; t.TrainJob; t.report; "
+            "print(sorted(m for m in ('ray', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ})
+    assert out.stdout.strip() == "[]"
