@@ -237,9 +237,10 @@ def test_resubmit_same_job_adopts_and_different_entrypoint_conflicts(
 
 
 def test_serve_waits_for_ready_and_endpoints(kube: KubeRayClient, unique_name: str) -> None:
-    obj = kuberay.serve({"name": unique_name, "import_path": "app:build"}, spec("c"), timeout_s=10,
-                        client=kube)
-    assert obj["status"]["numServeEndpoints"] == 1
+    svc = kuberay.serve({"name": unique_name, "route": "/v1", "import_path": "app:build"},
+                        spec("c"), timeout_s=10, client=kube)
+    assert svc.status["numServeEndpoints"] == 1 and svc.created
+    assert svc.url == f"http://{unique_name}-serve-svc.ml.svc:8000/v1"
 
 
 def test_server_side_422_is_typed_with_the_path(kube: KubeRayClient, unique_name: str) -> None:

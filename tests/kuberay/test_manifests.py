@@ -300,6 +300,25 @@ def test_rule_resources_not_in_both_places(cluster: dict[str, Any]) -> None:
     bad(cluster, "spec.workerGroupSpecs[0].resources")
 
 
+def test_rule_no_labels_in_ray_start_params(cluster: dict[str, Any]) -> None:
+    cluster["spec"]["headGroupSpec"]["rayStartParams"]["labels"] = "a=b"
+    bad(cluster, "spec.headGroupSpec.rayStartParams.labels")
+
+
+def test_verdicts_wait_for_the_operator_to_see_a_new_generation() -> None:
+    from ainative.cluster.kuberay import wait
+
+    ready = {"conditions": [{"type": "HeadPodReady", "status": "True"},
+                            {"type": "RayClusterProvisioned", "status": "True"}],
+             "observedGeneration": 1}
+    assert wait.cluster_status_verdict(ready, generation=1).done
+    assert not wait.cluster_status_verdict(ready, generation=2).done  # stale after our patch
+    # deprecated status.state alone never means ready
+    assert not wait.cluster_status_verdict({"state": "ready"}).done
+    job = {"status": {"jobDeploymentStatus": "Running", "jobStatus": "SUCCEEDED"}}
+    assert not wait.rayjob_verdict(job).done
+
+
 def test_rule_unique_group_names(cluster: dict[str, Any]) -> None:
     cluster["spec"]["workerGroupSpecs"][1]["groupName"] = "h100"
     bad(cluster, "spec.workerGroupSpecs[1].groupName")

@@ -32,6 +32,7 @@ _LAZY = {
     "KubeRayClient": "ainative.cluster.kuberay.client",
     "KubeRayCluster": "ainative.cluster.kuberay.ops",
     "KubeRayJob": "ainative.cluster.kuberay.ops",
+    "KubeRayService": "ainative.cluster.kuberay.ops",
     "PortForward": "ainative.cluster.kuberay.portforward",
     "down": "ainative.cluster.kuberay.ops",
     "serve": "ainative.cluster.kuberay.ops",

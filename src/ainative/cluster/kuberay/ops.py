@@ -297,14 +297,33 @@ def submit(train_job: Any, cluster_spec: KubeRayClusterConfig | Mapping[str, Any
         return KubeRayJob(meta["name"], meta["namespace"], kc, created=False)
 
 
+class KubeRayService:
+    """A ready RayService; ``url`` is its Serve route inside the Kubernetes cluster."""
+
+    def __init__(self, obj: Mapping[str, Any], route: str, *, created: bool) -> None:
+        self.name: str = obj["metadata"]["name"]
+        self.namespace: str = obj["metadata"]["namespace"]
+        self.status: dict[str, Any] = dict(obj.get("status") or {})
+        self.route, self.created = route, created
+
+    @property
+    def url(self) -> str:
+        # KubeRay names the Serve Service <rayservice>-serve-svc, port 8000
+        return f"http://{self.name}-serve-svc.{self.namespace}.svc:8000{self.route}"
+
+    def __repr__(self) -> str:
+        return f"KubeRayService({self.namespace}/{self.name}, url={self.url!r})"
+
+
 def serve(endpoint: Any, cluster_spec: KubeRayClusterConfig | Mapping[str, Any], *,
           import_path: str | None = None, timeout_s: float = 900.0,
-          client: KubeRayClient | None = None) -> dict[str, Any]:
-    """Apply ``endpoint`` as a RayService and wait until Ready with serve endpoints > 0.
-
-    Returns the RayService object as last observed (its ``status`` included)."""
+          client: KubeRayClient | None = None) -> KubeRayService:
+    """Apply ``endpoint`` as a RayService (create or adopt) and wait until it is Ready with
+    serve endpoints > 0."""
     manifest = manifests.rayservice_manifest(endpoint, cluster_spec, import_path=import_path)
     kc = _client(client)
-    apply(kc, manifest)
+    applied = apply(kc, manifest)
     meta = manifest["metadata"]
-    return wait.wait_for(kc, "RayService", meta["namespace"], meta["name"], timeout_s)
+    obj = wait.wait_for(kc, "RayService", meta["namespace"], meta["name"], timeout_s)
+    route = manifests.serve_config(endpoint, import_path)[1]["route_prefix"]
+    return KubeRayService(obj, route, created=applied.created)
