@@ -63,8 +63,9 @@ def progress(total: int, desc: str, unit: str = "block") -> Any:
     return tqdm(total=total, desc=desc, unit=unit, disable=not interactive(), leave=False)
 
 
-def unwrap(exc: BaseException) -> BaseException:
-    """The ainative error inside a RayTaskError, so callers see our typed error."""
+def unwrap(exc: BaseException, what: str = "a data task") -> BaseException:
+    """The ainative error inside a RayTaskError, so callers see our typed error; any other task
+    failure becomes a DataError that keeps Ray's message (it carries the remote traceback)."""
     cause = getattr(exc, "cause", None)
     if isinstance(cause, errors.AinativeError):
         return cause
@@ -73,7 +74,9 @@ def unwrap(exc: BaseException) -> BaseException:
         inner = as_inst()
         if isinstance(inner, errors.AinativeError):
             return inner
-    return exc
+    if isinstance(exc, errors.AinativeError) or not isinstance(exc, Exception):
+        return exc
+    return errors.DataError(f"{what} failed: {type(exc).__name__}: {exc}", cause=repr(exc)[:2000])
 
 
 def bounded(submit: Callable[[int], Any], count: int, limit: int,

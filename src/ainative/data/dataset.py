@@ -108,9 +108,10 @@ class Dataset:
             for j in builtins.range(i + 1, min(n, i + 1 + prefetch)):
                 ray.wait([self._source.ref(j)], timeout=0, fetch_local=True)
             try:
-                yield ray.get(self._source.ref(i))
+                table = ray.get(self._source.ref(i))
             except Exception as exc:
-                raise _runtime.unwrap(exc) from None
+                raise _runtime.unwrap(exc, f"computing block {i}") from None
+            yield table
 
     def iter_batches(self, batch_size: int = 1024, *, batch_format: str = "arrow") -> Iterator[Any]:
         """Batches of ``batch_size`` rows in dataset order (the last may be shorter)."""

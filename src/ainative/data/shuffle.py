@@ -212,6 +212,7 @@ class ShuffleRun:
 
         def submit(p: int) -> Any:
             table, meta = reducer.remote(self.seed, p, self.schema, *inputs[p])
+            inputs[p] = []  # the task holds its inputs now; dropping ours frees each piece early
             with self._cond:
                 self._refs.append(table)
                 self._meta.append(meta)
