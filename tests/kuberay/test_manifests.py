@@ -82,6 +82,29 @@ def test_several_gpu_types_each_route_by_type() -> None:
     assert mi["tolerations"][0]["key"] == "amd.com/gpu"
 
 
+def test_ray_autoscaler_sees_gpu_groups_at_zero_replicas() -> None:
+    """Ray's own KubeRay autoscaler code reads what a group offers before any pod exists."""
+    from ray.autoscaler._private.kuberay.autoscaling_config import (
+        _get_ray_resources_from_group_spec,
+    )
+
+    spec = research(worker_groups=[
+        ai.NodeGroupConfig(name="h100", accelerator=ai.Accelerator("H100", count=8), cpus=96,
+                           memory="1Ti", replicas=0, max_replicas=4),
+        ai.NodeGroupConfig(name="v4", accelerator=ai.Accelerator("TPU-V4", count=4), cpus=8,
+                           replicas=0, max_replicas=2, node_selector={
+                               "cloud.google.com/gke-tpu-accelerator": "tpu-v4-podslice",
+                               "cloud.google.com/gke-tpu-topology": "2x2x1"})])
+    g = groups(kuberay.raycluster_manifest(spec))
+    assert _get_ray_resources_from_group_spec(g["h100"], False) == {
+        "CPU": 96, "GPU": 8, "memory": 2**40, "accelerator_type:H100": 1}
+    tpu = _get_ray_resources_from_group_spec(g["v4"], False)
+    assert tpu["TPU"] == 4 and tpu["accelerator_type:TPU-V4"] == 1
+    with pytest.raises(errors.ConfigError, match="gke-tpu-topology"):
+        kuberay.raycluster_manifest(research(worker_groups=[ai.NodeGroupConfig(
+            name="v4", accelerator=ai.Accelerator("TPU-V4", count=4))]))
+
+
 def test_node_selector_and_tolerations_can_be_disabled() -> None:
     spec = research(worker_groups=[ai.NodeGroupConfig(
         name="h100", accelerator=ai.Accelerator("H100"), node_selector={}, tolerations=[])])

@@ -76,7 +76,18 @@ def load_cluster_spec(path: str) -> Any:
 
 
 def _client(args: argparse.Namespace) -> Any:
+    import logging
+    import sys
+
     from ainative.cluster.kuberay.client import KubeRayClient
+
+    # show each status transition while waiting (on stderr, so stdout stays parseable)
+    progress = logging.getLogger("ainative.cluster.kuberay")
+    if not progress.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("  %(message)s"))
+        progress.addHandler(handler)
+        progress.setLevel(logging.INFO)
 
     return KubeRayClient(kubeconfig=args.kubeconfig, context=args.context)
 

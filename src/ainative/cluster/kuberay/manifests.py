@@ -57,6 +57,11 @@ def _placement(group: NodeGroupConfig, spec: KubeRayClusterConfig) -> dict[str, 
     acc = group.accelerator
     out: dict[str, Any] = {}
     selector = group.node_selector
+    if selector is None and acc is not None and device_resource(acc) == "google.com/tpu":
+        raise errors.ConfigError(
+            f"worker group {group.name!r} asks for {acc.type} TPUs: give node_selector with "
+            "cloud.google.com/gke-tpu-accelerator and cloud.google.com/gke-tpu-topology (GKE "
+            "needs both to place TPU pods)", field="node_selector", value=None)
     if selector is None and acc is not None and device_resource(acc) == "nvidia.com/gpu":
         selector = {spec.accelerator_label: _GFD_PRODUCT.get(acc.type, f"NVIDIA-{acc.type}")}
     if selector:

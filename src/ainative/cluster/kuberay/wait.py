@@ -15,11 +15,14 @@ the deprecated ``status.state`` to decide anything (only to describe).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ainative import errors
+
+logger = logging.getLogger(__name__)
 
 # Waiting reasons of the head container that retrying will not fix on its own.
 FATAL_POD_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
@@ -118,6 +121,7 @@ def wait_for(client: Any, kind: str, namespace: str, name: str, timeout_s: float
     deadline = time.monotonic() + timeout_s
     last: dict[str, Any] | None = last_seen
     resume = True  # watch from the last resourceVersion; after a 410, from the current state
+    reported = ""
     verdict = verdict_of(last) if last is not None else Verdict(False, "not observed yet")
     while True:
         obj = client.get(kind, namespace, name)
@@ -129,6 +133,9 @@ def wait_for(client: Any, kind: str, namespace: str, name: str, timeout_s: float
                 f"{verdict.summary}", kind=kind, name=name, last_status=verdict.summary)
         last, verdict = obj, verdict_of(obj)
         while True:
+            if verdict.summary != reported:  # log each transition once (CLI users see progress)
+                logger.info("%s %s/%s: %s", kind, namespace, name, verdict.summary)
+                reported = verdict.summary
             if verdict.fatal:
                 raise errors.KubeRayError(f"{kind} {namespace}/{name}: {verdict.fatal} (status: "
                                           f"{verdict.summary})", kind=kind, name=name,
