@@ -239,3 +239,14 @@ def test_train_module_is_lazy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ})
     assert out.stdout.strip() == "[]"
+
+
+def test_cli_train_parses_and_rejects_bad_flags(capsys):
+    from ainative.cli import main as cli
+    from ainative.cli import train as cli_train
+
+    assert cli_train._parse_workers("2") == 2 and cli_train._parse_workers("2:4") == (2, 4)
+    assert cli.main(["train", "--entrypoint", "nocolon"]) == cli.EXIT_USAGE
+    assert "module:function" in capsys.readouterr().err
+    assert cli.main(["train", "--entrypoint", "json:loads", "--workers", "x"]) == cli.EXIT_USAGE
+    assert cli.main(["train", "--entrypoint", "no_such_mod_xyz:f"]) == cli.EXIT_USAGE

@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ainative.cli.golden",
     "ainative.cli.cost",
     "ainative.cli.kuberay",
+    "ainative.cli.train",
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
