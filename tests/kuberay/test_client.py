@@ -60,6 +60,21 @@ def test_image_pull_failure_fails_fast_with_the_reason(
     assert time.monotonic() - start < 5
     assert not isinstance(info.value, errors.KubeRayTimeoutError)
     assert "ImagePullBackOff" in str(info.value) and "does-not-exist" in str(info.value)
+    # we created it and it failed: deleted before the error was raised
+    assert "deleted the RayCluster we created" in str(info.value)
+    assert kube.get("RayCluster", "ml", unique_name) is None
+
+
+def test_failed_cluster_can_be_kept_and_adopted_ones_are_never_deleted(
+        kube: KubeRayClient, operator: FakeOperator, unique_name: str) -> None:
+    operator.script(unique_name, "replica_failure")
+    with pytest.raises(errors.KubeRayError, match="ReplicaFailure") as info:
+        kuberay.up(spec(unique_name), timeout_s=10, delete_on_failure=False, client=kube)
+    assert "deleted" not in str(info.value)
+    assert kube.get("RayCluster", "ml", unique_name) is not None  # kept for debugging
+    with pytest.raises(errors.KubeRayError, match="ReplicaFailure"):
+        kuberay.up(spec(unique_name), timeout_s=10, client=kube)  # adopted: not ours to delete
+    assert kube.get("RayCluster", "ml", unique_name) is not None
 
 
 def test_replica_failure_fails_fast(kube: KubeRayClient, operator: FakeOperator,

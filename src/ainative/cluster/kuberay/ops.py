@@ -219,14 +219,36 @@ def _client(client: KubeRayClient | None) -> KubeRayClient:
     return client if client is not None else KubeRayClient()
 
 
+def _wait_or_release(kc: KubeRayClient, manifest: Mapping[str, Any], applied: Applied,
+                     timeout_s: float, delete_on_failure: bool) -> dict[str, Any]:
+    """Wait for readiness; if that fails and we created the object, delete it before raising
+    (a half-up GPU cluster costs money), unless the caller keeps it for debugging."""
+    kind, meta = manifest["kind"], manifest["metadata"]
+    try:
+        return wait.wait_for(kc, kind, meta["namespace"], meta["name"], timeout_s)
+    except errors.KubeRayError as exc:
+        if applied.created and delete_on_failure:
+            try:
+                kc.delete(kind, meta["namespace"], meta["name"])
+                exc.message += (f" [deleted the {kind} we created; pass delete_on_failure=False "
+                                "to keep it for debugging]")
+                exc.args = (exc.message,)
+            except errors.KubeRayError as cleanup:
+                logger.warning("could not delete %s %s/%s after a failure: %s", kind,
+                               meta["namespace"], meta["name"], cleanup)
+        raise
+
+
 def up(spec: KubeRayClusterConfig | Mapping[str, Any], *, timeout_s: float = 900.0,
-       client: KubeRayClient | None = None) -> KubeRayCluster:
-    """Create (or adopt) the RayCluster, wait until it is ready, and return it."""
+       delete_on_failure: bool = True, client: KubeRayClient | None = None) -> KubeRayCluster:
+    """Create (or adopt) the RayCluster, wait until it is ready, and return it.
+
+    If it does not become ready (a fatal condition or ``timeout_s``), a cluster that this call
+    created is deleted before the error is raised; an adopted one is left alone."""
     manifest = manifests.raycluster_manifest(spec)
     kc = _client(client)
     applied = apply(kc, manifest)
-    meta = manifest["metadata"]
-    obj = wait.wait_for(kc, "RayCluster", meta["namespace"], meta["name"], timeout_s)
+    obj = _wait_or_release(kc, manifest, applied, timeout_s, delete_on_failure)
     return KubeRayCluster(obj, created=applied.created, client=kc)
 
 
@@ -317,13 +339,12 @@ class KubeRayService:
 
 def serve(endpoint: Any, cluster_spec: KubeRayClusterConfig | Mapping[str, Any], *,
           import_path: str | None = None, timeout_s: float = 900.0,
-          client: KubeRayClient | None = None) -> KubeRayService:
+          delete_on_failure: bool = True, client: KubeRayClient | None = None) -> KubeRayService:
     """Apply ``endpoint`` as a RayService (create or adopt) and wait until it is Ready with
-    serve endpoints > 0."""
+    serve endpoints > 0 (on failure, a RayService this call created is deleted, as in ``up``)."""
     manifest = manifests.rayservice_manifest(endpoint, cluster_spec, import_path=import_path)
     kc = _client(client)
     applied = apply(kc, manifest)
-    meta = manifest["metadata"]
-    obj = wait.wait_for(kc, "RayService", meta["namespace"], meta["name"], timeout_s)
+    obj = _wait_or_release(kc, manifest, applied, timeout_s, delete_on_failure)
     route = manifests.serve_config(endpoint, import_path)[1]["route_prefix"]
     return KubeRayService(obj, route, created=applied.created)
