@@ -435,3 +435,14 @@ def test_real_train_job_round_trips() -> None:
     back = entry.decode(payload)
     assert type(back) is type(job) and back.name == "llama_ft" and back.train_fn is train_loop
     assert back.max_workers == 2
+
+
+def test_ainative_endpoint_becomes_a_rayservice_with_an_import_path() -> None:
+    from tests.kuberay.jobs_for_tests import train_loop
+
+    endpoint = ai.Endpoint(train_loop, name="clf", route="/v1/clf")
+    m = kuberay.rayservice_manifest(endpoint, research(), import_path="mypkg.serve:app")
+    (app,) = yaml.safe_load(m["spec"]["serveConfigV2"])["applications"]
+    assert app == {"name": "clf", "route_prefix": "/v1/clf", "import_path": "mypkg.serve:app"}
+    with pytest.raises(errors.ConfigError, match="model factory is not a Serve application"):
+        kuberay.rayservice_manifest(endpoint, research())

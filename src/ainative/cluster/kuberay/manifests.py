@@ -257,10 +257,12 @@ def serve_config(endpoint: Any, import_path: str | None = None) -> tuple[str, di
     if callable(target):
         target = _import_path(target, name)
     if not isinstance(target, str) or ":" not in target:
+        hint = (" (an ainative.Endpoint's model factory is not a Serve application: pass "
+                "import_path= of one that the image holds)" if get("model") is not None else "")
         raise errors.ConfigError(
-            f"endpoint {name!r} needs import_path 'module:attribute' (a Serve application or an "
-            f"application builder) or a model_factory function; got {target!r}",
-            field="import_path", value=target)
+            f"endpoint {name!r} needs import_path 'module:attribute' of a bound Ray Serve "
+            f"application or an application builder function (import_path= or model_factory=); "
+            f"got {target!r}{hint}", field="import_path", value=target)
     route = get("route") or f"/{name}"
     if not isinstance(route, str) or not route.startswith("/"):
         raise errors.ConfigError(f"endpoint {name!r} route must start with '/'; got {route!r}",
