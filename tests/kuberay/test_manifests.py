@@ -340,6 +340,10 @@ def test_verdicts_wait_for_the_operator_to_see_a_new_generation() -> None:
     assert not wait.cluster_status_verdict({"state": "ready"}).done
     job = {"status": {"jobDeploymentStatus": "Running", "jobStatus": "SUCCEEDED"}}
     assert not wait.rayjob_verdict(job).done
+    queued = {"conditions": [{"type": "RayClusterSuspended", "status": "True",
+                              "reason": "RayClusterSuspended"}]}
+    verdict = wait.cluster_status_verdict(queued)
+    assert not verdict.done and "waiting for queue admission" in verdict.summary
 
 
 def test_rule_unique_group_names(cluster: dict[str, Any]) -> None:

@@ -62,6 +62,10 @@ def cluster_status_verdict(status: Mapping[str, Any], generation: int | None = N
     summary = (f"HeadPodReady={_cond_text(head)}; RayClusterProvisioned="
                f"{_cond_text(conds.get('RayClusterProvisioned'))}; workers ready {ready}/{desired}; "
                f"state={status.get('state', '')!r}")
+    suspended = conds.get("RayClusterSuspended") or conds.get("RayClusterSuspending")
+    if _is_true(suspended):
+        # Kueue / Volcano hold a suspended cluster until its queue admits it
+        summary += f"; suspended ({suspended.get('reason', '')}: waiting for queue admission?)"  # type: ignore[union-attr]
     if _is_true(failure):
         return Verdict(False, summary, f"ReplicaFailure ({failure.get('reason')}): "  # type: ignore[union-attr]
                                        f"{failure.get('message')}")  # type: ignore[union-attr]
