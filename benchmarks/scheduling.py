@@ -33,24 +33,30 @@ def decision_latency(pending: int, passes: int, seed: int = 0) -> dict[str, floa
     index = GpuIndex(spec.nodes)
     eng = Engine(spec.queues, index, PolicyConfig())
     rnd = random.Random(seed)
-    rows = trace.generate(pending + 12000, total_gpus=4096, seed=seed)
+    rows = trace.generate(pending + 20000, total_gpus=4096, seed=seed)
     now = 0.0
     for r in rows[:6000]:
         eng.submit(Job(r.job_id, r.team, r.num_gpus, r.gpu_type, r.priority, r.preemptible, now,
                        r.duration_s), now)
     eng.schedule(now)
-    for r in rows[6000:]:
-        if len(eng.jobs) - len(eng.running) >= pending:
-            break
-        eng.submit(Job(r.job_id, r.team, r.num_gpus, r.gpu_type, r.priority, r.preemptible, now,
-                       r.duration_s), now)
+    more = iter(rows[6000:])
+
+    def top_up() -> None:        # keep exactly ``pending`` jobs waiting before every timed pass
+        while len(eng.jobs) - len(eng.running) < pending:
+            r = next(more)
+            eng.submit(Job(r.job_id, r.team, r.num_gpus, r.gpu_type, r.priority, r.preemptible, now,
+                           r.duration_s), now)
+
+    top_up()
+    eng.schedule(now)
     eng.latencies_s.clear()
     waiting = []
     for _ in range(passes):
         now += 10.0
+        top_up()
         eng.finish(rnd.choice(list(eng.running)), now)
-        eng.schedule(now)
         waiting.append(len(eng.jobs) - len(eng.running))
+        eng.schedule(now)
     lat = sorted(x * 1000 for x in eng.latencies_s)
     return {"pending_min": min(waiting), "pending_max": max(waiting), "passes": passes,
             "p50_ms": lat[len(lat) // 2], "p99_ms": lat[min(len(lat) - 1, int(0.99 * len(lat)))],

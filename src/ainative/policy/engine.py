@@ -31,6 +31,8 @@ from ainative.policy.queues import Queue, validate_queues
 
 POLICIES = ("ainative", "fifo", "kueue")
 _EPS = 1e-9
+_VICTIM_SCAN = 64          # victims considered per preemption search
+_SEARCHES_PER_PASS = 2     # preemption searches per pass (each walks running jobs)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -117,6 +119,8 @@ class Engine:
         self._ends: dict[str, list[tuple[float, int, str, float]]] = {}
         self._last_preempt_try: dict[tuple[str, str], float] = {}
         self._seq = 0
+        self._stopping_for: dict[str, int] = {}
+        self._searches_left = 0
 
     # ---- submit / finish -------------------------------------------------------------------
     def submit(self, job: Job, now: float) -> None:
@@ -184,6 +188,10 @@ class Engine:
         self.usage.add(job.queue, job.placed_type, -job.gpus)
         self.running_q[job.queue].pop(job_id, None)
         self.jobs.pop(job_id, None)
+        waiting_for = job.metadata.pop("stopping_for", None)
+        job.metadata.pop("stopping", None)
+        if waiting_for is not None and self._stopping_for.get(waiting_for, 0) > 0:
+            self._stopping_for[waiting_for] -= 1
         if self._guarded:
             self.guard.on_finish(job, now, outcome)
         return job
@@ -220,23 +228,36 @@ class Engine:
 
     def _pass_fair(self, now: float, dec: Decisions, only: Sequence[str] | None) -> None:
         ctx = _Pass()
-        if only is None:              # re-decided each full pass: the first blocked gang in order
-            self.reservations = {}
+        self._searches_left = _SEARCHES_PER_PASS
+        if only is None:
+            # Re-decided each full pass (the first blocked gang in pass order holds it), except that
+            # a gang that has waited aging_s keeps its reservation until it starts: no starvation.
+            self.reservations = {t: r for t, r in self.reservations.items()
+                                 if r[2] in self.jobs and not self.jobs[r[2]].running
+                                 and now - self.jobs[r[2]].submit_s >= self.cfg.aging_s}
         sel = set(only) if only is not None else None
         cands = {q: self._candidates(q, now, sel) for q in self.queues if self.pending[q]}
         pos = dict.fromkeys(cands, 0)
+        shares = {q: self.usage.share(q, self.queues[q].weight) for q in cands}
         while ctx.attempts < self.cfg.scan_total:
             live = [q for q in cands if pos[q] < len(cands[q])]
             if not live:
                 break
-            q = min(live, key=lambda n: (self.usage.share(n, self.queues[n].weight), n))
+            q = min(live, key=lambda n: (shares[n], n))
             job = cands[q][pos[q]]
             pos[q] += 1
             if job.job_id in self.jobs and not job.running:
                 ctx.attempts += 1
+                victims = len(dec.preempted)
                 self._try(job, now, dec, ctx)
+                if len(dec.preempted) != victims:      # victims' queues changed share too
+                    shares = {n: self.usage.share(n, self.queues[n].weight) for n in cands}
+                elif job.running:
+                    shares[q] = self.usage.share(q, self.queues[q].weight)
 
     def _types(self, job: Job) -> list[str]:
+        if job.gpus <= 0:
+            return [""]              # CPU-only gang: no GPU quota applies, any node may hold it
         if job.gpu_type:
             return [job.gpu_type]
         return sorted(self.placer.gpu_types(), key=lambda t: -self.placer.free_total[t])
@@ -279,6 +300,8 @@ class Engine:
                 return
 
     def _quota(self, job: Job, t: str, ctx: _Pass) -> str | None:
+        if not t:
+            return None
         q = self.queues[job.queue]
         cached = ctx.fail_quota.get((q.name, t))
         if cached and cached[0] <= job.gpus + _EPS:
@@ -367,8 +390,11 @@ class Engine:
         key = (job.queue, t)
         if now - self._last_preempt_try.get(key, -math.inf) < self.cfg.preempt_retry_s:
             return False
-        if any(j.metadata.get("stopping_for") == job.job_id for j in self.running.values()):
+        if self._stopping_for.get(job.job_id):
             return False                              # victims already asked to stop for it
+        if self._searches_left <= 0:
+            return False
+        self._searches_left -= 1
         self._last_preempt_try[key] = now
         victims = self._victims(job, t, now)
         if not victims:
@@ -384,17 +410,13 @@ class Engine:
 
     def _victims(self, job: Job, t: str, now: float) -> list[Job] | None:
         q = self.queues[job.queue]
-        cands = [j for j in self.running_q[q.name].values()
-                 if j.placed_type == t and j.priority < job.priority]
+        cands = self._recent_eligible(q.name, t, now, below=job.priority)
         if self.usage.used(q.name, t) + job.gpus <= q.nominal(t) + _EPS:      # reclaim lent quota
             for name in self.cohort.get(q.cohort or "", []):
                 p = self.queues[name]
                 if name != q.name and self.usage.used(name, t) > p.nominal(t) + _EPS:
-                    cands += [j for j in self.running_q[name].values() if j.placed_type == t]
-        cfg = self.cfg
-        cands = preemption.order(j for j in cands if preemption.eligible(
-            j, now, min_runtime_s=cfg.min_runtime_s, ping_pong_s=cfg.ping_pong_s,
-            max_preemptions=cfg.max_preemptions))[:64]
+                    cands += self._recent_eligible(name, t, now)
+        cands = preemption.order(cands)[:_VICTIM_SCAN]
         if not cands:
             return None
         if job.gpus <= self.placer.per_node.get(t, 0):
@@ -411,6 +433,21 @@ class Engine:
             self.placer.take(v.placement)
         return taken if fits else None
 
+    def _recent_eligible(self, queue: str, t: str, now: float, below: int | None = None) -> list[Job]:
+        """Eligible victims among the most recently started jobs of ``queue`` (a dict keeps start
+        order, so walking it backwards finds the cheapest victims first and stops early)."""
+        cfg, out = self.cfg, []
+        for job_id in reversed(self.running_q[queue]):
+            j = self.running_q[queue][job_id]
+            if j.placed_type != t or (below is not None and j.priority >= below):
+                continue
+            if preemption.eligible(j, now, min_runtime_s=cfg.min_runtime_s, ping_pong_s=cfg.ping_pong_s,
+                                   max_preemptions=cfg.max_preemptions):
+                out.append(j)
+                if len(out) >= _VICTIM_SCAN:
+                    break
+        return out
+
     def _preempt(self, victim: Job, now: float, dec: Decisions, for_job: str) -> None:
         self.preemptions += 1
         victim.preemptions += 1
@@ -419,6 +456,7 @@ class Engine:
         if not self.cfg.release_on_preempt:
             victim.metadata["stopping"] = True
             victim.metadata["stopping_for"] = for_job
+            self._stopping_for[for_job] = self._stopping_for.get(for_job, 0) + 1
             return
         ran = now - victim.start_s if victim.start_s is not None else 0.0
         self.finish(victim.job_id, now, "preempted")

@@ -60,6 +60,7 @@ class Recorder:
         self.capacity = sum(index.total.values())
         self.now = self.first = math.inf
         self.busy_gpu_s = 0.0
+        self.busy_contended_s = self.contended_s = 0.0
         self.pending_gpus: dict[str, float] = {}
         self.pending_jobs = 0
         self.held_s: dict[str, float] = {}
@@ -88,6 +89,8 @@ class Recorder:
                 if ent > 0:
                     self.entitled_s[q] = self.entitled_s.get(q, 0.0) + ent * dt
                     self.held_s[q] = self.held_s.get(q, 0.0) + held.get(q, 0.0) * dt
+            self.busy_contended_s += sum(held.values()) * dt
+            self.contended_s += dt
             self.frag_s += self.frag_ratio * dt
             self.frag_time += dt
         self.now = now
@@ -149,7 +152,8 @@ class Recorder:
                      "avg_wait_s": sum(self.wait[q]) / len(self.wait[q]),
                      "gpu_hours": self.gpu_s.get(q, 0.0) / 3600, "normalised_share": shares.get(q, 1.0)}
                  for q, v in self.jct.items()}
-        extra = {"completed_jobs": len(jct), "max_wait_over_duration": max(self.wait_ratio, default=0.0),
+        extra = {"gpu_utilization_contended": self.busy_contended_s / (self.capacity * self.contended_s)
+                 if self.contended_s else 0.0, "completed_jobs": len(jct), "max_wait_over_duration": max(self.wait_ratio, default=0.0),
                  "p99_wait_over_duration": _pct(self.wait_ratio, 99), "decisions": len(lat),
                  "rejected": self.rejections[:20]}
         return Report(self.engine.cfg.policy, figures, teams, extra)
