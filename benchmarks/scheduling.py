@@ -67,7 +67,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="2,000 jobs instead of 10,000")
     ap.add_argument("--jobs", type=int, default=None)
-    ap.add_argument("--load", type=float, default=1.0, help="offered work / capacity over the arrival span")
+    ap.add_argument("--load", type=float, default=3.0, help="offered work / capacity over the arrival span")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
@@ -82,7 +82,8 @@ def main() -> None:
             report = simulate(rows, CLUSTER, p).to_dict()
             walls[p].append(time.perf_counter() - t0)
             runs[p].append(report)
-            print(f"rep {rep} {p:>8}: {walls[p][-1]:.1f} s wall, avg JCT {report['avg_jct_s']:.0f} s", flush=True)
+            print(f"rep {rep} {p:>8}: {walls[p][-1]:.1f} s wall, avg JCT {report['avg_jct_s']:.0f} s",
+                  flush=True)
     lat = decision_latency(pending=5000, passes=60 if args.quick else 200)
     load_after = os.getloadavg()[0]
     summary = {}
@@ -105,22 +106,25 @@ def main() -> None:
     print(f"\n{'figure':<28}" + "".join(f"{p:>14}" for p in POLICIES))
     for k in ("avg_jct_s", "p50_jct_s", "p99_jct_s", "avg_wait_s", "max_wait_s", "gpu_utilization",
               "makespan_s", "jain_fairness", "preemptions", "unscheduled_jobs", "fragmentation",
-              "max_wait_over_duration", "p99_wait_over_duration", "decision_latency_p50_ms",
-              "decision_latency_p99_ms", "wall_s_median"):
+              "max_wait_over_duration", "p99_wait_over_duration", "gpu_utilization_contended",
+              "decision_latency_p50_ms", "decision_latency_p99_ms", "wall_s_median"):
         print(f"{k:<28}" + "".join(f"{summary[p][k]:>14.4g}" for p in POLICIES))
     print(f"\nratios: {json.dumps({k: round(v, 3) for k, v in ratios.items()})}")
-    print(f"decision time with {lat['pending_min']}-{lat['pending_max']} pending: p50 {lat['p50_ms']:.2f} ms, "
-          f"p99 {lat['p99_ms']:.2f} ms, max {lat['max_ms']:.2f} ms")
-    print(f"targets: {json.dumps(targets)}\nload average (1 min) before {load_before:.2f}, after {load_after:.2f}")
+    print(f"decision time with {lat['pending_min']}-{lat['pending_max']} pending: "
+          f"p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms, max {lat['max_ms']:.2f} ms")
+    print(f"targets: {json.dumps(targets)}")
+    print(f"load average (1 min) before {load_before:.2f}, after {load_after:.2f}")
     import ray
     import torch
 
-    out = {"benchmark": "scheduling", "jobs": n, "gpus": 4096, "nodes": 512, "teams": 6, "load": args.load,
+    out = {"benchmark": "scheduling", "jobs": n, "gpus": 4096, "nodes": 512, "teams": 6,
+           "load": args.load,
            "seed": args.seed, "reps": args.reps, "policies": summary, "ratios": ratios,
            "decision_latency_5000_pending": lat, "targets_met": targets,
            "machine": {"cores": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE")
                        * os.sysconf("SC_PHYS_PAGES") / 2**30, 1), "gpu": "none",
-                       "python": platform.python_version(), "ray": ray.__version__, "torch": torch.__version__},
+                       "python": platform.python_version(), "ray": ray.__version__,
+                       "torch": torch.__version__},
            "loadavg_1min_before": load_before, "loadavg_1min_after": load_after,
            "command": "flock /tmp/ainative-bench.lock .venv/bin/python benchmarks/scheduling.py"
                       + (" --quick" if args.quick else "")}

@@ -170,3 +170,20 @@ def test_decision_time_bounded_with_5000_pending():
         eng.schedule(6000.0 + k)
     assert len(eng.pending) == 6 and sum(len(v) for v in eng.pending.values()) > 4000
     assert sorted(eng.latencies_s)[-1] < 0.05     # generous bound here; the benchmark reports p99
+
+
+def test_starving_job_goes_first_and_takes_the_reservation():
+    # "light" (weight 10) always comes first by share, so its gang would hold the one reservation;
+    # once "heavy"'s older gang has waited starve_s it is tried first and takes it.
+    eng = make([Queue("heavy", quota={"H100": 16}), Queue("light", quota={"H100": 16}, weight=10)],
+               nodes=((8, "H100"),), starve_s=3000.0)
+    sub(eng, "h-run", "heavy", 4, 0, dur=5000, pre=False)
+    sub(eng, "l-run", "light", 4, 0, dur=5000, pre=False)
+    sub(eng, "h-gang", "heavy", 8, 1, dur=100)
+    sub(eng, "l-gang", "light", 8, 2000, dur=100)
+    assert eng.reservations["H100"][2] == "l-gang"
+    sub(eng, "l-small", "light", 1, 4000, dur=9000)
+    assert eng.reservations["H100"][2] == "h-gang"
+    for job_id in ("h-run", "l-run"):
+        eng.finish(job_id, 5000)
+    assert [j.job_id for j in eng.schedule(5000).started] == ["h-gang"]

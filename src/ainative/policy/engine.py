@@ -51,6 +51,9 @@ class PolicyConfig:
     """A job is preempted at most this many times over its life."""
     aging_s: float = 1800.0
     """Waiting this long raises a job's priority within its queue by one level."""
+    starve_s: float = 4 * 3600.0
+    """A job waiting this long is tried before every other, in age order, whatever its queue's
+    share; a blocked gang among them holds its backfill reservation until it starts."""
     restart_overhead_s: float = 30.0
     """Extra run time a preempted job needs to resume from its checkpoint (simulator)."""
     preempt_retry_s: float = 60.0
@@ -64,7 +67,7 @@ class PolicyConfig:
 
     def __post_init__(self) -> None:
         require_in("PolicyConfig", "policy", self.policy, POLICIES)
-        for f in ("half_life_s", "aging_s"):
+        for f in ("half_life_s", "aging_s", "starve_s"):
             require_positive("PolicyConfig", f, getattr(self, f))
         for f in ("min_runtime_s", "ping_pong_s", "restart_overhead_s", "preempt_retry_s"):
             require_positive("PolicyConfig", f, getattr(self, f), allow_zero=True)
@@ -231,12 +234,21 @@ class Engine:
         self._searches_left = _SEARCHES_PER_PASS
         if only is None:
             # Re-decided each full pass (the first blocked gang in pass order holds it), except that
-            # a gang that has waited aging_s keeps its reservation until it starts: no starvation.
+            # a gang that has waited starve_s keeps its reservation until it starts: no starvation.
             self.reservations = {t: r for t, r in self.reservations.items()
                                  if r[2] in self.jobs and not self.jobs[r[2]].running
-                                 and now - self.jobs[r[2]].submit_s >= self.cfg.aging_s}
+                                 and now - self.jobs[r[2]].submit_s >= self.cfg.starve_s}
         sel = set(only) if only is not None else None
-        cands = {q: self._candidates(q, now, sel) for q in self.queues if self.pending[q]}
+        tried: set[str] = set()
+        if only is None:              # starving jobs first, oldest first, whatever their queue's share
+            for job in self._starving(now):
+                if ctx.attempts >= self.cfg.scan_total:
+                    return
+                ctx.attempts += 1
+                tried.add(job.job_id)
+                self._try(job, now, dec, ctx)
+        cands = {q: [j for j in self._candidates(q, now, sel) if j.job_id not in tried]
+                 for q in self.queues if self.pending[q]}
         pos = dict.fromkeys(cands, 0)
         shares = {q: self.usage.share(q, self.queues[q].weight) for q in cands}
         while ctx.attempts < self.cfg.scan_total:
@@ -254,6 +266,17 @@ class Engine:
                     shares = {n: self.usage.share(n, self.queues[n].weight) for n in cands}
                 elif job.running:
                     shares[q] = self.usage.share(q, self.queues[q].weight)
+
+    def _starving(self, now: float) -> list[Job]:
+        limit = now - self.cfg.starve_s
+        out = []
+        for lst in self.by_age.values():
+            for submit_s, _, job_id in lst[:self.cfg.scan_per_queue]:
+                if submit_s > limit:
+                    break
+                out.append(self.jobs[job_id])
+        out.sort(key=lambda j: (j.submit_s, j.seq))
+        return out[:self.cfg.scan_per_queue]
 
     def _types(self, job: Job) -> list[str]:
         if job.gpus <= 0:

@@ -62,6 +62,7 @@ class Recorder:
         self.busy_gpu_s = 0.0
         self.busy_contended_s = self.contended_s = 0.0
         self.pending_gpus: dict[str, float] = {}
+        self.run_gpus: dict[str, float] = {}
         self.pending_jobs = 0
         self.held_s: dict[str, float] = {}
         self.entitled_s: dict[str, float] = {}
@@ -81,7 +82,7 @@ class Recorder:
         dt = now - self.now
         if dt <= 0:
             return
-        held = {q: sum(h.values()) for q, h in self.engine.usage.held.items()}
+        held = self.run_gpus      # placed GPUs (kueue charges quota before placement: not busy)
         self.busy_gpu_s += sum(held.values()) * dt
         if self.pending_jobs > 0:
             demand = {q: held.get(q, 0.0) + self.pending_gpus.get(q, 0.0) for q in self.weights}
@@ -100,17 +101,21 @@ class Recorder:
         self.pending_jobs += 1
 
     def started(self, job: Job) -> None:
+        self.run_gpus[job.queue] = self.run_gpus.get(job.queue, 0.0) + job.gpus
         self.pending_gpus[job.queue] -= job.gpus
         self.pending_jobs -= 1
 
     def preempted(self, job: Job) -> None:
+        self.run_gpus[job.queue] -= job.gpus
         self.preemptions += 1
         self.submitted(job)
 
     def stopped(self, job: Job, now: float) -> None:
+        self.run_gpus[job.queue] -= job.gpus
         self.stops += 1
 
     def finished(self, job: Job, now: float) -> None:
+        self.run_gpus[job.queue] -= job.gpus
         d0 = float(job.metadata["duration0"])
         jct = now - job.submit_s
         self.jct.setdefault(job.queue, []).append(jct)
@@ -152,8 +157,9 @@ class Recorder:
                      "avg_wait_s": sum(self.wait[q]) / len(self.wait[q]),
                      "gpu_hours": self.gpu_s.get(q, 0.0) / 3600, "normalised_share": shares.get(q, 1.0)}
                  for q, v in self.jct.items()}
-        extra = {"gpu_utilization_contended": self.busy_contended_s / (self.capacity * self.contended_s)
-                 if self.contended_s else 0.0, "completed_jobs": len(jct), "max_wait_over_duration": max(self.wait_ratio, default=0.0),
+        contended = self.capacity * self.contended_s
+        extra = {"gpu_utilization_contended": self.busy_contended_s / contended if contended else 0.0,
+                 "completed_jobs": len(jct), "max_wait_over_duration": max(self.wait_ratio, default=0.0),
                  "p99_wait_over_duration": _pct(self.wait_ratio, 99), "decisions": len(lat),
                  "rejected": self.rejections[:20]}
         return Report(self.engine.cfg.policy, figures, teams, extra)
