@@ -10,6 +10,7 @@ accelerator=ai.Accelerator("H100"))`` and the same code uses NCCL and ``ctx.devi
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import ainative as ai
@@ -67,6 +68,7 @@ def main() -> None:
     print(f"resumed: ran steps {resumed.history[0]['step']}..{resumed.history[-1]['step']}, "
           f"loss={resumed.metrics['loss']:.2e}")
     assert resumed.history[0]["step"] == 61
+    shutil.rmtree(storage, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,8 @@ def test_killed_worker_resumes_from_latest_checkpoint(ray_local, tmp_path, no_le
     assert all(steps.count(s) == 1 for s in range(26, 41))
     failures = [e for e in _events.read("killed") if e["event"] == "failure"]
     assert len(failures) == 1 and failures[0]["kind"] == "system" and failures[0]["action"] == "restart"
+    running = [e for e in _events.read("killed") if e["event"] == "running"]
+    assert running[1]["reused_workers"] == 1  # rank 0's warm process restarted in place
 
 
 def test_user_error_names_rank_and_is_not_retried(ray_local, tmp_path, no_leaks):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 import ainative as ai
 from tests.ray.test_train import regression_fn
 from tests.support.clusters import NodeSpec
@@ -24,6 +26,7 @@ def _wait(handle, what, pred, timeout_s=60.0):
     raise AssertionError(f"timed out waiting for {what}: {handle.progress()}")
 
 
+@pytest.mark.slow
 def test_node_loss_shrinks_then_grows_back(logical_gpu_cluster, tmp_path, monkeypatch, no_leaks):
     monkeypatch.setenv("AINATIVE_EVENTS_DIR", str(tmp_path / "events"))
     cluster = logical_gpu_cluster([NODE, NODE])

@@ -94,6 +94,7 @@ class Controller:
         self.scaling = fp.ScalingPolicy(spec.min_workers, spec.max_workers)
         self.started = time.monotonic()
         self._external_stop: protocol.StopRequest | None = None
+        self._keep: set[int] = set()
         self._lock = threading.Lock()
         latest = spec.storage.latest()
         self.checkpoint: str | None = spec.storage.uri_of(latest) if latest is not None else None
@@ -111,9 +112,10 @@ class Controller:
     def run(self) -> TrainResult:
         """Run attempts until the job succeeds, is stopped, or the policy gives up (raises)."""
         resize_to: int | None = None
+        kept: Any = None  # a group whose warm processes the next attempt reuses
         while True:
             self._transition(State.SCHEDULING, restarts=self.restarts)
-            outcome = self._attempt(resize_to)
+            outcome, kept = self._attempt(resize_to, kept)
             resize_to = None
             if outcome.kind == "succeeded":
                 self._transition(State.FINISHED, status="succeeded")
@@ -128,7 +130,12 @@ class Controller:
                              to_workers=outcome.resize_to, step=self.step)
                 resize_to = outcome.resize_to
                 continue
-            self._on_failure(outcome)
+            try:
+                self._on_failure(outcome)
+            except BaseException:
+                if kept is not None:
+                    kept.shutdown()
+                raise
 
     def _on_failure(self, outcome: Outcome) -> None:
         failure = outcome.failure
@@ -150,29 +157,69 @@ class Controller:
             self.on_update(self)
 
     # -- one attempt -----------------------------------------------------------------------------
-    def _attempt(self, resize_to: int | None) -> Outcome:
+    def _attempt(self, resize_to: int | None, kept: Any) -> tuple[Outcome, Any]:
+        """Run one worker group; returns how it ended and the group when it may be reused."""
         try:
-            group = self._start_group(resize_to)
+            reused = len(self._keep) if kept is not None else 0
+            group = self._restart_in_place(kept) if kept is not None else None
+            if group is None:
+                reused, group = 0, self._start_group(resize_to)
         except errors.AinativeError:
             raise
         except Exception as exc:  # a worker died while starting: a system failure like any other
-            return Outcome("failure", fp.Failure(fp.FailureKind.SYSTEM, reason=f"start: {exc}"))
+            return Outcome("failure", fp.Failure(fp.FailureKind.SYSTEM, reason=f"start: {exc}")), None
+        reuse = None
         try:
             self.world_size = len(group)
             self.nodes = [slot.node_id for slot in group.slots]
             self._transition(State.RUNNING, world_size=len(group), restarts=self.restarts,
-                             checkpoint=self.checkpoint)
-            return self._supervise(group)
+                             checkpoint=self.checkpoint, reused_workers=reused)
+            outcome = self._supervise(group)
+            if outcome.failure is not None and outcome.failure.kind is fp.FailureKind.SYSTEM:
+                reuse = self._survivors(group)
+            return outcome, (group if reuse is not None else None)
         finally:
-            group.shutdown()
+            if reuse is None:
+                group.shutdown()
+            else:
+                self._keep = reuse
 
-    def _start_group(self, resize_to: int | None) -> Any:
+    def _survivors(self, group: Any) -> set[int] | None:
+        """Ranks whose process is alive with its train thread ended (after a peer died), or None
+        when the gang itself is damaged (a node died) and must be reserved again."""
+        if not group.reusable():
+            return None
+        deadline = time.monotonic() + 1.0
+        while True:  # give survivors a moment to notice the broken collective
+            polls = group.poll(timeout_s=1.0)
+            self._absorb({r: p for r, p in enumerate(polls) if isinstance(p, dict)})
+            ended = {r for r, p in enumerate(polls)
+                     if isinstance(p, dict) and p["state"] in ("error", "finished", "stopped")}
+            alive = {r for r, p in enumerate(polls) if isinstance(p, dict)}
+            if ended == alive or time.monotonic() > deadline:
+                return ended
+            time.sleep(0.05)
+
+    def _restart_in_place(self, group: Any) -> Any:
+        """Reuse the gang and the warm processes of the survivors; None (group released) when
+        that fails, so that the caller starts from scratch."""
+        keep, self._keep = self._keep, set()
+        try:
+            group.restart_in_place(keep, self.spec.failure.start_timeout_s, self._spec_for())
+        except Exception as exc:
+            logger.warning("in-place restart of %s failed (%s); starting a new gang",
+                           self.spec.name, exc)
+            group.shutdown()
+            return None
+        return group
+
+    def _spec_for(self) -> Callable[[_group.RankSlot], dict[str, Any]]:
+        """Per-rank start spec, resuming from the latest committed checkpoint."""
         spec, storage = self.spec, self.spec.storage
         latest = storage.latest()  # the storage, not what was reported, is the source of truth
         if latest is not None:
             self.checkpoint = storage.uri_of(latest)
         data_states = storage.data_state(latest) if latest is not None else None
-        deadline = time.monotonic() + spec.failure.start_timeout_s
 
         def spec_for(slot: _group.RankSlot) -> dict[str, Any]:
             return {"fn": spec.fn, "config": spec.config, "storage": storage,
@@ -180,7 +227,12 @@ class Controller:
                     "datasets": spec.datasets, "data_states": data_states,
                     "shard_factory": spec.shard_factory, "restarts": self.restarts,
                     "collective_timeout_s": spec.failure.collective_timeout_s}
+        return spec_for
 
+    def _start_group(self, resize_to: int | None) -> Any:
+        spec = self.spec
+        spec_for = self._spec_for()
+        deadline = time.monotonic() + spec.failure.start_timeout_s
         while True:
             size = resize_to or self.scaling.initial(self._fit()).workers
             assert size is not None

@@ -84,6 +84,7 @@ class WorkerGroup:
 
     def __init__(self, gang: placement.Gang, actors: list[Any], slots: list[RankSlot]) -> None:
         self.gang, self.actors, self.slots = gang, actors, slots
+        self.job_name, self.cpus = "", 1.0
         self.infos: list[dict[str, Any]] = []
 
     def __len__(self) -> int:
@@ -106,14 +107,34 @@ class WorkerGroup:
 
     def _launch(self, job_name: str, resources: res.Resources, timeout_s: float,
                 spec_for: Callable[[RankSlot], dict[str, Any]]) -> None:
+        self.job_name, self.cpus = job_name, float(resources.cpus)
+        self.slots = assign_ranks(self.gang.bundle_nodes())
+        self.actors = [self._new_actor(slot) for slot in self.slots]
+        self._rendezvous(timeout_s, spec_for)
+
+    def _new_actor(self, slot: RankSlot) -> Any:
+        opts = self.gang.actor_options(slot.bundle)
+        return _remote_class().options(**opts, max_restarts=0).remote(
+            self.job_name, slot.rank, self.cpus)
+
+    def restart_in_place(self, keep: set[int], timeout_s: float,
+                         spec_for: Callable[[RankSlot], dict[str, Any]]) -> None:
+        """Restart every rank on the same gang: ranks in ``keep`` (alive, train thread ended) reuse
+        their warm process (torch already imported); the others get a new actor in their bundle."""
         import ray
 
-        self.slots = assign_ranks(self.gang.bundle_nodes())
-        remote_cls = _remote_class()
         for slot in self.slots:
-            opts = self.gang.actor_options(slot.bundle)
-            self.actors.append(remote_cls.options(**opts, max_restarts=0).remote(
-                job_name, slot.rank, float(resources.cpus)))
+            if slot.rank not in keep:
+                try:
+                    ray.kill(self.actors[slot.rank], no_restart=True)
+                except Exception as exc:
+                    logger.debug("kill of a train worker failed: %s", exc)
+                self.actors[slot.rank] = self._new_actor(slot)
+        self._rendezvous(timeout_s, spec_for)
+
+    def _rendezvous(self, timeout_s: float, spec_for: Callable[[RankSlot], dict[str, Any]]) -> None:
+        import ray
+
         self.infos = ray.get([a.info.remote(s.rank == 0) for a, s in zip(self.actors, self.slots,
                                                                           strict=True)],
                              timeout=timeout_s)
@@ -153,6 +174,10 @@ class WorkerGroup:
     def request_stop(self, mode: str) -> None:
         for actor in self.actors:
             actor.request_stop.remote(mode)
+
+    def reusable(self) -> bool:
+        """The gang is intact (no bundle's node died), so an in-place restart can use it."""
+        return bool(self.actors) and not self.gang.released and not self.gang.dead_bundles()
 
     def node_of(self, rank: int) -> str:
         return self.slots[rank].node_id if rank < len(self.slots) else ""

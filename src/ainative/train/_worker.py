@@ -46,9 +46,13 @@ class _RankLog:
 
 
 def _preimport() -> None:
+    # DistributedDataParallel's first construction imports torch._dynamo (~800 modules, ~1 s):
+    # do it here, overlapped with rank assignment and the rendezvous, not on the first step.
     try:
         import torch  # noqa: F401
+        import torch._dynamo  # noqa: F401
         import torch.distributed  # noqa: F401
+        import torch.nn.parallel  # noqa: F401
     except ImportError:
         pass
 
@@ -78,9 +82,13 @@ class TrainWorker:
 
     def start(self, spec: dict[str, Any]) -> None:
         """Begin running ``spec['fn']`` in the train thread; returns at once."""
-        sys.stdout = _RankLog(sys.__stdout__, self.rank, self._lines)
-        sys.stderr = _RankLog(sys.__stderr__, self.rank, self._lines)
-        self._state = "starting"
+        if not isinstance(sys.stdout, _RankLog):
+            sys.stdout = _RankLog(sys.__stdout__, self.rank, self._lines)
+            sys.stderr = _RankLog(sys.__stderr__, self.rank, self._lines)
+        if self._state in ("running", "starting"):
+            raise RuntimeError(f"rank {self.rank} is still {self._state}; cannot restart it")
+        # a restart in place: the previous attempt's thread has ended; start clean
+        self._state, self._error, self._stop_mode, self._session = "starting", None, None, None
         threading.Thread(target=self._train, args=(spec,), daemon=True,
                          name=f"ainative-train-rank{self.rank}").start()
 
@@ -109,6 +117,11 @@ class TrainWorker:
                 self._session.last_progress = time.monotonic()
 
     def _setup(self, spec: dict[str, Any]) -> None:
+        _context._set_session(None)
+        try:  # left over from the previous attempt of a reused process
+            _dist.destroy_process_group()
+        except Exception:
+            pass
         if spec.get("cuda_visible_devices") is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = spec["cuda_visible_devices"]
         import torch
