@@ -30,6 +30,7 @@ class BlockSource(Protocol):
     def num_blocks(self) -> int: ...
     def ref(self, index: int) -> Any: ...
     def metadata(self) -> list[tuple[int, int]]: ...
+    def raw_metadata(self) -> list[Any]: ...
 
 
 class StaticBlocks:
@@ -44,6 +45,10 @@ class StaticBlocks:
 
     def ref(self, index: int) -> Any:
         return self.refs[index]
+
+    def raw_metadata(self) -> list[Any]:
+        """(rows, bytes) per block, or the ObjectRef that will hold it (nothing is waited on)."""
+        return list(self._meta)
 
     def metadata(self) -> list[tuple[int, int]]:
         import ray
@@ -69,11 +74,11 @@ class Dataset:
         self._schema = schema
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Ship references and resolved metadata only; a running shuffle is waited on until every
-        # block has been submitted (not computed).
+        # Ship references only; a running shuffle is waited on until every block has been
+        # submitted (not computed), so a worker can start reading the first blocks at once.
         n = self.num_blocks()
         refs = [self._source.ref(i) for i in builtins.range(n)]
-        return (Dataset, (StaticBlocks(refs, self._source.metadata()), self._schema))
+        return (Dataset, (StaticBlocks(refs, self._source.raw_metadata()), self._schema))
 
     def __repr__(self) -> str:
         return f"Dataset(num_blocks={self.num_blocks()}, schema={self._schema})"

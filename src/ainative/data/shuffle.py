@@ -157,9 +157,15 @@ class ShuffleRun:
             raise errors.DataError(f"the shuffle failed before partition {index} was submitted: "
                                    f"{self._error}") from self._error
 
+    def raw_metadata(self) -> list[Any]:
+        self.ref(self.partitions - 1)  # waits until every reducer has been submitted
+        return list(self._meta)
+
     def metadata(self) -> list[tuple[int, int]]:
-        refs = [self.ref(i) for i in range(self.partitions)]  # waits for every submission
-        return StaticBlocks(refs, self._meta).metadata()
+        raw = self.raw_metadata()
+        resolved = StaticBlocks(self._refs, raw).metadata()
+        self._meta = list(resolved)  # resolve once
+        return resolved
 
     # -- the pipeline --------------------------------------------------------------------------
     def _run(self) -> None:
