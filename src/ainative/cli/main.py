@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ainative.cli.cost",
     "ainative.cli.kuberay",
     "ainative.cli.train",
+    "ainative.cli.serve",
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2

@@ -144,7 +144,10 @@ class ModelReplica:
         self.ready_at = time.time()
         self._batched = spec["batching"] is not None
         config = spec["batching"] or batch_policy.BatchingConfig(max_batch_size=1, max_wait_ms=0)
+        # End-to-end from the ingress (drives the batching wait) and inside this replica (queue
+        # + device: the part more replicas can fix, so the part the autoscaler scales on).
         self._recent: collections.deque[tuple[float, float]] = collections.deque(maxlen=4096)
+        self._service: collections.deque[tuple[float, float]] = collections.deque(maxlen=4096)
         self._unsent: list[tuple[float, float]] = []
         self._cold: list[float] = []
         self._completed = 0
@@ -155,12 +158,14 @@ class ModelReplica:
 
     async def __call__(self, payload: Any, t_arrival: float) -> Result:
         self._ongoing += 1
+        t_in = time.time()
         try:
             result = await self._batcher.submit(payload)
         finally:
             self._ongoing -= 1
         now = time.time()
         latency_ms = (now - t_arrival) * 1000.0
+        self._service.append((now, (now - t_in) * 1000.0))
         if t_arrival < self.started_at:
             # The request arrived before this replica began to start: it waited for a cold start.
             self._cold.append(now - t_arrival)
@@ -200,16 +205,17 @@ class ModelReplica:
         except BaseException:
             return _failure()
 
-    def _latency_ms(self, window_s: float = 2.0) -> float | None:
+    def _latency_ms(self, window_s: float = 2.0,
+                    samples: collections.deque[tuple[float, float]] | None = None) -> float | None:
         cutoff = time.time() - window_s
-        values = [ms for t, ms in self._recent if t >= cutoff]
+        values = [ms for t, ms in (self._recent if samples is None else samples) if t >= cutoff]
         return batch_policy.percentile(values, self._spec["slo_percentile"])
 
     async def record_autoscaling_stats(self) -> dict[str, float]:
         """Called by Serve every few hundred ms: the custom metrics our policy reads, and the
         moment to push a snapshot to the endpoint's metrics store."""
         self._push()
-        latency = self._latency_ms()
+        latency = self._latency_ms(samples=self._service)
         self._ray_metrics.queue(self._batcher.queue_length)
         return {"latency_ms": latency or 0.0, "queue": float(self._batcher.queue_length)}
 
