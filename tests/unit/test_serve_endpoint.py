@@ -133,3 +133,63 @@ def test_metrics_store_summary():
     assert out["replica_seconds"] == pytest.approx(13.0, abs=0.01)
     assert out["queue_length"] == 3 and out["requests_total"] == 100
     assert out["cold_starts_s"] == [1.5]
+
+
+class _FakeModel:
+    """Stands in for the model DeploymentHandle: fails ``deaths`` times, then answers."""
+
+    def __init__(self, deaths):
+        self.deaths, self.calls = deaths, 0
+
+    def remote(self, payload, t_arrival):
+        self.calls += 1
+
+        async def answer():
+            if self.calls <= self.deaths:
+                from ray.exceptions import ActorDiedError
+
+                raise ActorDiedError()
+            return ("ok", payload)
+        return answer()
+
+
+def make_ingress(model, idempotent=True, max_bytes=64):
+    from ainative.serve import _ingress
+
+    ing = _ingress.Ingress.__new__(_ingress.Ingress)
+    ing._model, ing._idempotent, ing._max_bytes, ing._timeout_s = model, idempotent, max_bytes, 5
+    ing._counters, ing._last_push = {"retries": 0, "http_4xx": 0, "http_5xx": 0}, float("inf")
+    return ing
+
+
+def test_ingress_retries_once_when_idempotent_else_503():
+    from ainative.serve import _ingress
+
+    ing = make_ingress(_FakeModel(deaths=1))
+    assert asyncio.run(ing._predict(7)) == ("ok", 7) and ing._counters["retries"] == 1
+    ing = make_ingress(_FakeModel(deaths=2))
+    status, reason = asyncio.run(ing._predict(7))
+    assert _ingress.HTTP_STATUS[status] == 503 and "died" in reason
+    ing = make_ingress(_FakeModel(deaths=1), idempotent=False)
+    status, reason = asyncio.run(ing._predict(7))
+    assert status == "unavailable" and "idempotent=False" in reason
+
+
+class _Request:
+    def __init__(self, body, method="POST", declared=None):
+        self.method, self._body = method, body
+        self.headers = {} if declared is None else {"content-length": str(declared)}
+
+    async def body(self):
+        return self._body
+
+
+def test_ingress_http_checks_before_the_model():
+    model = _FakeModel(deaths=0)
+    ing = make_ingress(model, max_bytes=16)
+    assert asyncio.run(ing._http(_Request(b"[1, 2]"))) == ("ok", [1, 2])
+    assert asyncio.run(ing._http(_Request(b"1", declared=10_000)))[0] == "too_large"
+    assert asyncio.run(ing._http(_Request(b"1" * 17)))[0] == "too_large"
+    assert asyncio.run(ing._http(_Request(b"{nope")))[0] == "reject"
+    assert asyncio.run(ing._http(_Request(b"", method="GET")))[0] == "reject"
+    assert model.calls == 1  # only the good request reached the model
