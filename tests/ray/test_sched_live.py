@@ -128,6 +128,14 @@ def test_gang_never_partly_placed_is_rejected_at_submit(cluster):
     assert all(not q["pending"] and not q["running"] for q in scheduling.status()["queues"])
 
 
+def test_cpu_only_gang_needs_no_gpu_quota(cluster):
+    cpu = ainative.Resources(cpus=0.5)
+    lease = protocol.admission_for("a").admit(
+        protocol.JobRequest(name="etl", kind="gang", bundles=(cpu, cpu), queue="a"), timeout_s=10)
+    assert lease.poll() is None
+    lease.release("succeeded")
+
+
 def test_state_survives_scheduler_restart(cluster):
     lease = protocol.admission_for("b").admit(request("b2", "b"), timeout_s=30)
     actor = ray.get_actor("ainative-scheduler")

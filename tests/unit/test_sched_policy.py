@@ -187,3 +187,35 @@ def test_starving_job_goes_first_and_takes_the_reservation():
     for job_id in ("h-run", "l-run"):
         eng.finish(job_id, 5000)
     assert [j.job_id for j in eng.schedule(5000).started] == ["h-gang"]
+
+
+class _Guard:
+    """A guardrails object: holds queue "b" back, stops any job running over 50 s."""
+
+    def __init__(self) -> None:
+        self.ended: list[tuple[str, str]] = []
+
+    def check_admit(self, job, now):
+        return "budget of queue b is spent" if job.queue == "b" else None
+
+    def on_tick(self, running, now):
+        return [(j.job_id, "max_runtime") for j in running if now - j.start_s > 50]
+
+    def on_finish(self, job, now, outcome):
+        self.ended.append((job.job_id, outcome))
+
+
+def test_guardrails_hook_admit_tick_finish():
+    guard = _Guard()
+    index = GpuIndex([("n0", "H100", 8)])
+    eng = Engine([Queue("a", quota={"H100": 8}), Queue("b", quota={"H100": 8})], index, PolicyConfig(),
+                 guard)
+    eng.submit(Job("a1", "a", 2, "H100", duration_s=1000), 0)
+    eng.submit(Job("b1", "b", 2, "H100", duration_s=10), 0)
+    eng.schedule(0)
+    assert "a1" in eng.running and "b1" not in eng.running
+    assert eng.jobs["b1"].reason == "held by guardrails: budget of queue b is spent"
+    dec = eng.schedule(60)
+    assert [(j.job_id, s) for j, s in dec.stopped] == [("a1", "max_runtime")]
+    assert guard.ended == [("a1", "stopped: max_runtime")] and "a1" not in eng.jobs
+    assert index.free_gpus() == 8

@@ -95,17 +95,28 @@ def _actor() -> Any:
     return actor
 
 
-def status() -> dict[str, Any]:
-    """Queues with quota, usage, share, running jobs and pending jobs with why each waits."""
+def _call(actor: Any, method: str, *args: Any, timeout_s: float = 30.0) -> Any:
+    """Call the scheduler, riding over its restart (it restarts itself and reloads its state);
+    every method retried here is idempotent."""
     import ray
 
-    return ray.get(_actor().status.remote())
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return ray.get(getattr(actor, method).remote(*args))
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+
+
+def status() -> dict[str, Any]:
+    """Queues with quota, usage, share, running jobs and pending jobs with why each waits."""
+    return _call(_actor(), "status")
 
 
 def why(job_id: str) -> str:
-    import ray
-
-    return ray.get(_actor().why.remote(job_id))
+    return _call(_actor(), "why", job_id)
 
 
 class SchedulerLease:
@@ -113,17 +124,13 @@ class SchedulerLease:
         self.actor, self.job_id, self._released = actor, job_id, False
 
     def poll(self, usage: protocol.Usage | None = None) -> protocol.StopRequest | None:
-        import ray
-
-        got = ray.get(self.actor.poll.remote(self.job_id))
+        got = _call(self.actor, "poll", self.job_id)
         return None if got is None else protocol.StopRequest(**got)
 
     def release(self, outcome: str) -> None:
-        import ray
-
         if not self._released:
             self._released = True
-            ray.get(self.actor.release.remote(self.job_id, outcome))
+            _call(self.actor, "release", self.job_id, outcome)
 
 
 class SchedulerAdmission:
@@ -143,11 +150,11 @@ class SchedulerAdmission:
         ray.get(actor.submit.remote(body))
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            ok, why = ray.get(actor.admitted.remote(job_id))
+            ok, why = _call(actor, "admitted", job_id)
             if ok:
                 return SchedulerLease(actor, job_id)
             if deadline is not None and time.monotonic() >= deadline:
-                ray.get(actor.cancel.remote(job_id))
+                _call(actor, "cancel", job_id)
                 raise errors.AdmissionError(f"not admitted within {timeout_s:g} s: {why}",
                                             job_id=job_id, reason=why)
             time.sleep(_POLL_S)
