@@ -136,7 +136,9 @@ def test_frozen_rank_is_detected_within_deadline(ray_local, tmp_path, no_leaks):
     with pytest.raises(errors.WorkerGroupError) as info:
         job.run()
     elapsed = time.monotonic() - t0
-    assert info.value.kind == "hang" and info.value.rank == 0
+    # rank 0 froze; rank 1 waits for it inside the next all-reduce, so from outside both are
+    # silent and either may be named first
+    assert info.value.kind == "hang" and info.value.rank in (0, 1)
     assert "no progress in 3 s" in str(info.value)
     # start-up (~2-4 s) + 5 steps + the 3 s deadline + one poll; far below the 120 s collective timeout
     assert elapsed < 25, elapsed

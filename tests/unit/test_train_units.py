@@ -154,8 +154,18 @@ class FakeGroup:
     def __len__(self):
         return self.size
 
+    can_reuse = False
+    kept: list[set[int]] = []
+
     def poll(self, timeout_s):
         return self.script.pop(0) if len(self.script) > 1 else self.script[0]
+
+    def reusable(self):
+        return self.can_reuse
+
+    def restart_in_place(self, keep, timeout_s, spec_for):
+        FakeGroup.kept.append(set(keep))
+        self.script = FakeGroup.scripts.pop(0)
 
     def request_stop(self, mode):
         self.stops.append(mode)
@@ -201,6 +211,24 @@ def test_controller_restarts_after_a_death_then_succeeds(tmp_path, monkeypatch):
     events = [e["event"] for e in _events.read("fake")]
     assert events == ["scheduling", "running", "failure", "restarting", "scheduling", "running",
                       "finished"]
+
+
+def test_controller_restarts_in_place_reusing_survivors(tmp_path, monkeypatch):
+    monkeypatch.setenv("AINATIVE_EVENTS_DIR", str(tmp_path / "ev"))
+    peer = {"type": "DistBackendError", "message": "Connection closed by peer", "traceback": "",
+            "peer": True}
+    FakeGroup.started, FakeGroup.kept = [], []
+    FakeGroup.scripts = [
+        [[_answer("running"), RuntimeError("actor died")],
+         [_answer("error", error=peer), RuntimeError("actor died")]],
+        [[_answer("finished"), _answer("finished")]],
+    ]
+    monkeypatch.setattr(FakeGroup, "can_reuse", True)
+    result = _Controller(_spec(tmp_path), protocol.ImmediateAdmission().admit(None)).run()
+    assert result.status == "succeeded" and result.restarts == 1
+    assert FakeGroup.started == [2] and FakeGroup.kept == [{0}]  # one gang, rank 0 reused
+    running = [e for e in _events.read("fake") if e["event"] == "running"]
+    assert [e["reused_workers"] for e in running] == [0, 1]
 
 
 def test_controller_gives_up_after_max_restarts(tmp_path, monkeypatch):
