@@ -219,3 +219,11 @@ def test_guardrails_hook_admit_tick_finish():
     assert [(j.job_id, s) for j, s in dec.stopped] == [("a1", "max_runtime")]
     assert guard.ended == [("a1", "stopped: max_runtime")] and "a1" not in eng.jobs
     assert index.free_gpus() == 8
+
+
+def test_victim_spanning_two_nodes_can_be_chosen():
+    eng = make([Queue("a", quota={"H100": 2}, cohort="r"), Queue("b", quota={"H100": 2}, cohort="r")],
+               nodes=((2, "H100"), (2, "H100")))
+    sub(eng, "b-wide", "b", 4, 0)                  # 2 + 2 on both nodes, borrowing 2
+    dec = sub(eng, "a1", "a", 2, 400)
+    assert [j.job_id for j in dec.preempted] == ["b-wide"] and "a1" in eng.running

@@ -31,19 +31,22 @@ def order(candidates: Iterable[Job]) -> list[Job]:
 
 def pick_on_one_node(need: float, candidates: list[Job],
                      node_free: Callable[[Any], float]) -> list[Job] | None:
-    """The cheapest set of single-node victims whose release lets ``need`` GPUs fit on one node."""
-    by_node: dict[Any, list[Job]] = {}
+    """The cheapest set of victims whose release lets ``need`` GPUs fit on one node (a victim
+    spanning several nodes counts for what it holds on that node; it is stopped as a whole)."""
+    by_node: dict[Any, list[tuple[Job, float]]] = {}
     for job in candidates:
-        nodes = {p[0] for p in job.placement}
-        if len(nodes) == 1:
-            by_node.setdefault(nodes.pop(), []).append(job)
+        held: dict[Any, float] = {}
+        for p in job.placement:
+            held[p[0]] = held.get(p[0], 0.0) + p[1]
+        for node, gpus in held.items():
+            by_node.setdefault(node, []).append((job, gpus))
     best: tuple[tuple[int, int], list[Job]] | None = None
     for node, jobs in by_node.items():
         free, taken = node_free(node), []
-        for job in jobs:                       # already in victim order
+        for job, gpus in jobs:                 # already in victim order
             if free + 1e-9 >= need:
                 break
-            free += sum(p[1] for p in job.placement)
+            free += gpus
             taken.append(job)
         if free + 1e-9 >= need and taken:
             cost = (len(taken), max(j.priority for j in taken))
