@@ -23,6 +23,8 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("demo", help="run the end-to-end demo on an embedded local Ray")
+    p.add_argument("--small", action="store_true",
+                   help="a trimmed run (fewer rows, steps and requests), every step kept")
     p.set_defaults(func=cmd_demo)
 
 
@@ -53,7 +55,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import os
+
     from ainative import demo
 
-    demo.run()
-    return 0
+    small = args.small or os.environ.get("AINATIVE_DEMO_SCALE") == "small"
+    summary = demo.run(rows=8_000, steps=40, burst_scale=0.6) if small else demo.run()
+    return 0 if summary.get("train", {}).get("status") == "succeeded" else 1

@@ -67,7 +67,8 @@ class TrainWorker:
         self._lines: deque[str] = deque(maxlen=2000)
         self._session: _context.Session | None = None
         self._stop_mode: str | None = None
-        threading.Thread(target=_preimport, daemon=True).start()
+        self._preimport = threading.Thread(target=_preimport, daemon=True)
+        self._preimport.start()
 
     def __repr__(self) -> str:  # Ray prefixes forwarded log lines with this
         return f"TrainWorker({self.job_name}, rank={self.rank})"
@@ -117,6 +118,9 @@ class TrainWorker:
                 self._session.last_progress = time.monotonic()
 
     def _setup(self, spec: dict[str, Any]) -> None:
+        # torch must not be imported by two threads at once: c10d's init aborts the process
+        # (seen when the train thread's first torch.distributed import raced the pre-import).
+        self._preimport.join()
         _context._set_session(None)
         try:  # left over from the previous attempt of a reused process
             _dist.destroy_process_group()
