@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,7 +52,8 @@ def configure(queues: Sequence[Queue], prices: Any = None, *, policy: PolicyConf
     remote: Any = ray.remote(num_cpus=0, max_restarts=-1)(SchedulerService)  # type: ignore[call-overload]
     actor = remote.options(name=ACTOR_NAME, lifetime="detached", get_if_exists=False).remote(
         queues, cfg, path, guardrails, prices)
-    ray.get(actor.status.remote())
+    for warning in ray.get(actor.status.remote())["warnings"]:    # e.g. quota for an absent type
+        warnings.warn(warning, stacklevel=2)
     _STATE.update(prices=prices, actor=actor)
     protocol.set_admission_factory(_admission)
 
