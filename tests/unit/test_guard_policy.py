@@ -119,11 +119,13 @@ def test_overrun_flags_once_or_stops():
 def test_next_deadline_is_the_earliest_guard():
     rails = g.Guardrails(PRICES, queue_budgets={"team-a": Budget(usd=4)})
     rails.start(job(max_runtime_s=7200, expected_duration_s=1000), 0)
-    assert rails.next_deadline_s("j", 0) == pytest.approx(1800)          # $4 at $8/h
-    rails.meter("j", 900)
-    assert rails.next_deadline_s("j", 900) == pytest.approx(1800)
-    rails.start(job("k", gpus={"H100": 2}), 900)                          # same queue: twice the rate
-    assert rails.next_deadline_s("j", 900) == pytest.approx(900 + 2 / 16 * 3600)
+    assert rails.next_deadline_s("j", 0) == pytest.approx(1440)          # warn_at 80% of $4 at $8/h
+    assert [d.kind for d in rails.meter("j", 1440)[1]] == ["warn"]
+    assert rails.next_deadline_s("j", 1440) == pytest.approx(1800)       # the cap
+    rails.start(job("k", gpus={"H100": 2}), 1440)                         # same queue: twice the rate
+    assert rails.next_deadline_s("j", 1440) == pytest.approx(1440 + 0.8 / 16 * 3600)
+    rails.finish("k", 1500)
+    assert rails.next_deadline_s("j", 1500) == pytest.approx(1500 + (4 - 3.2 - 8 * 60 / 3600) / 8 * 3600)
 
 
 def test_period_budget_resets_next_period():

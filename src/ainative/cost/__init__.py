@@ -27,10 +27,12 @@ from ainative.cost.reporting import CostReport, parse_time, report
 from ainative.policy import guardrails as g
 from ainative.policy import pricing
 
-__all__ = ["LEDGER_ENV", "CostGuard", "CostReport", "Ledger", "ManualProbe", "Meter", "NvmlProbe",
-           "UtilizationProbe", "budget_error", "default_path", "default_probe", "disable", "enable",
+__all__ = ["LEDGER_ENV", "CostGuard", "CostReport", "GuardrailConfig", "Ledger", "ManualProbe", "Meter",
+           "NvmlProbe", "UtilizationProbe", "budget_error", "default_path", "default_probe", "disable",
+           "enable",
            "parse_time", "report"]
 
+GuardrailConfig = g.GuardrailConfig
 _ACTIVE: CostGuard | None = None
 
 
@@ -45,6 +47,12 @@ class CostGuard:
 
     def disable(self) -> None:
         disable()
+
+    def shutdown(self) -> None:
+        """``disable`` and stop the meter actor (its state stays in the ledger)."""
+        disable()
+        if self.in_actor:
+            self.meter.kill()
 
 
 def _check(queue_budgets: Mapping[str, Any] | None, prices: Any) -> None:
@@ -61,14 +69,19 @@ def enable(*, prices: pricing.PriceTable | None = None,
            queue_budgets: Mapping[str, pricing.Budget] | None = None,
            queue_max_runtime_s: Mapping[str, float] | None = None,
            config: g.GuardrailConfig | None = None, ledger_path: str | os.PathLike[str] | None = None,
-           probe: UtilizationProbe | str | None = "auto", in_actor: bool = True) -> CostGuard:
+           probe: UtilizationProbe | str | None = "auto", idle: pricing.IdlePolicy | None = None,
+           in_actor: bool = True) -> CostGuard:
     """Meter and guard every job admitted from now on. ``in_actor`` runs the meter as the named,
     detached actor on the head node (needs Ray connected); False meters in this process.
-    ``probe="auto"`` reads NVML where a GPU exists. Bad input raises before anything starts."""
+    ``probe="auto"`` reads NVML where a GPU exists; ``idle`` applies to jobs that bring no
+    IdlePolicy of their own. Bad input raises before anything starts."""
     global _ACTIVE
     from ainative.scheduling import protocol
 
     _check(queue_budgets, prices)
+    if idle is not None and not isinstance(idle, pricing.IdlePolicy):
+        raise errors.ConfigError(f"idle must be an ainative.IdlePolicy, got {idle!r}", field="idle",
+                                 value=idle)
     path = str(pathlib_path(ledger_path))
     Ledger(path).close()  # writable? (ConfigError naming the path otherwise)
     if _ACTIVE is not None:
@@ -78,7 +91,7 @@ def enable(*, prices: pricing.PriceTable | None = None,
     if in_actor:
         from ainative.cost import _actor
 
-        meter: Any = _actor.RemoteMeter(_actor.start(path, kwargs))
+        meter: Any = _actor.RemoteMeter(_actor.start(path, kwargs), _actor.actor_name(path))
     else:
         meter = Meter.open(path, **kwargs)
     from ainative.cost import _admission
@@ -89,7 +102,7 @@ def enable(*, prices: pricing.PriceTable | None = None,
 
     def factory(queue: str | None) -> protocol.Admission:
         inner = previous(queue) if previous is not None else protocol.ImmediateAdmission()
-        return _admission.GuardedAdmission(meter, inner, probe=live_probe, grace_s=grace)
+        return _admission.GuardedAdmission(meter, inner, probe=live_probe, grace_s=grace, idle=idle)
 
     protocol.set_admission_factory(factory)
     _ACTIVE = CostGuard(meter=meter, ledger_path=path, previous_factory=previous, in_actor=in_actor)

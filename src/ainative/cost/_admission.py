@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Protocol
 
@@ -53,11 +54,14 @@ def spec_from_request(request: protocol.JobRequest) -> g.JobSpec:
 
 class GuardedAdmission:
     def __init__(self, meter: MeterLike, inner: protocol.Admission, *, probe: Any = None,
-                 grace_s: float = 30.0) -> None:
+                 grace_s: float = 30.0, idle: pricing.IdlePolicy | None = None) -> None:
         self.meter, self.inner, self.probe, self.grace_s = meter, inner, probe, grace_s
+        self.idle = idle
 
     def admit(self, request: protocol.JobRequest, timeout_s: float | None = None) -> GuardedLease:
         spec = spec_from_request(request)
+        if spec.idle is None and self.idle is not None:
+            spec = dataclasses.replace(spec, idle=self.idle)
         decision = self.meter.admit(spec)
         if decision.kind == "refuse":
             raise errors.BudgetExceededError(decision.message, job=request.name, **decision.details)

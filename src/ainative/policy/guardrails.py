@@ -98,6 +98,7 @@ class Guardrails:
         self.config = config or GuardrailConfig()
         self.book = book if book is not None else SpendBook()
         self._running: dict[str, _Running] = {}
+        self._rates: dict[str, tuple[float, float]] = {}
         self._warned: set[tuple[str, float]] = set()
 
     # -- admission ---------------------------------------------------------------------------
@@ -148,10 +149,19 @@ class Guardrails:
     def start(self, job: JobSpec, now_s: float, *, last_meter_s: float | None = None) -> None:
         """Begin metering ``job`` (admitted, its gang placed). A restarted meter passes the job's
         original start and ``last_meter_s`` from the ledger: the next charge covers the gap."""
-        self._running[job.name] = _Running(
+        if job.name in self._running:
+            self._rate(self._running[job.name], -1.0)
+        run = self._running[job.name] = _Running(
             spec=job, started_s=now_s, gpus_total=sum(job.gpus.values()),
             last_meter_s=now_s if last_meter_s is None else last_meter_s,
             rate_usd_per_s=self.prices.rate_usd_per_s(job.gpus, job.cpus))
+        self._rate(run, 1.0)
+
+    def _rate(self, run: _Running, sign: float) -> None:
+        """Keep each scope's spend rate current, so budget checks need no scan of running jobs."""
+        for scope in (f"job:{run.spec.name}", f"queue:{run.spec.queue}"):
+            usd, hours = self._rates.get(scope, (0.0, 0.0))
+            self._rates[scope] = (usd + sign * run.rate_usd_per_s, hours + sign * run.gpus_total / 3600.0)
 
     def running(self) -> list[str]:
         return list(self._running)
@@ -171,7 +181,10 @@ class Guardrails:
     def finish(self, name: str, now_s: float) -> list[Charge]:
         """The job ended (any outcome): charge its last interval and stop metering it."""
         run = self._running.pop(name, None)
-        return self._charge(run, now_s) if run is not None else []
+        if run is None:
+            return []
+        self._rate(run, -1.0)
+        return self._charge(run, now_s)
 
     def _charge(self, run: _Running, now_s: float) -> list[Charge]:
         start, run.last_meter_s = run.last_meter_s, max(run.last_meter_s, now_s)
@@ -196,12 +209,8 @@ class Guardrails:
         return out
 
     def _scope_rate(self, scope: str) -> tuple[float, float]:
-        usd = hours = 0.0
-        for name, run in self._running.items():
-            if scope in (f"job:{name}", f"queue:{run.spec.queue}"):
-                usd += run.rate_usd_per_s
-                hours += run.gpus_total / 3600.0
-        return usd, hours
+        usd, hours = self._rates.get(scope, (0.0, 0.0))
+        return max(0.0, usd), max(0.0, hours)
 
     def _budget_decisions(self, run: _Running, now_s: float) -> list[Decision]:
         out: list[Decision] = []
