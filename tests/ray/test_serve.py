@@ -112,6 +112,15 @@ def test_deploy_predict_http_and_bad_input(serve_cluster):
     finally:
         h.delete()
     assert _runtime.replica_actor_names("basic") == []
+    wait_for(lambda: not _store_alive("basic"), 10, "the metrics store to go")
+
+
+def _store_alive(name):
+    try:
+        ray.get_actor(_runtime.store_name(name), namespace=_runtime.NAMESPACE)
+        return True
+    except ValueError:
+        return False
 
 
 def test_batching_forms_batches_under_concurrent_load(serve_cluster):
