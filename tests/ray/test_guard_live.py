@@ -141,6 +141,7 @@ def test_idle_reclaim_with_an_injected_probe(guard, tmp_path):
     assert kinds == ["warn", "stop"]
 
 
+@pytest.mark.slow
 def test_crash_loop_stops_instead_of_restarting(guard, tmp_path):
     guard(config=ai.cost.GuardrailConfig(crash_loop_restarts=2, crash_loop_window_s=120,
                                            lookahead_s=1.0))

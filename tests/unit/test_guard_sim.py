@@ -84,3 +84,37 @@ def test_hook_feeds_charges_to_a_sink():
     engine.finish("j", 3600.0)
     assert sum(c.cost_usd for c in got) == pytest.approx(8.0)
     assert hook.rails.book.spent("queue:a")[0] == pytest.approx(8.0)
+
+
+def test_ledger_backed_hook_survives_pickling_and_a_restart(tmp_path):
+    import pickle
+
+    from ainative.cost import ledger as ledger_mod
+    from ainative.cost.scheduler import scheduler_guardrails
+    from ainative.policy.admission import Job
+    from ainative.policy.engine import Engine
+    from ainative.policy.gpuindex import GpuIndex
+
+    path = tmp_path / "ledger.sqlite"
+    qs = queues(Budget(usd=20))
+    hook = scheduler_guardrails(qs, PRICES, ledger_path=path)
+    engine = Engine(qs, GpuIndex(NODES), None, pickle.loads(pickle.dumps(hook)))   # as to an actor
+    engine.submit(Job("j", "a", 2, "H100"), 0.0)
+    engine.schedule(0.0)
+    engine.schedule(1800.0)                                    # $4 charged and written
+    assert ledger_mod.Ledger(path).total_usd() == pytest.approx(4.0)
+    # the scheduler actor dies; a new one unpickles the same hook and recovers the running job
+    revived_hook = pickle.loads(pickle.dumps(hook))
+    revived = Engine(qs, GpuIndex(NODES), None, revived_hook)
+    job = Job("j", "a", 2, "H100")
+    revived.submit(job, 0.0)
+    revived.schedule(0.0)
+    job.start_s = 0.0                                          # recovered with its original start
+    stops = revived.schedule(2 * 3600.0).stopped                # $16 total: under the $20 cap
+    assert stops == [] and ledger_mod.Ledger(path).total_usd() == pytest.approx(16.0)
+    revived.schedule(2.5 * 3600.0)                              # $20: the budget stop
+    assert ledger_mod.Ledger(path).total_usd() == pytest.approx(20.0)
+    kinds = [(e["kind"], e["reason"]) for e in ledger_mod.Ledger(path).events()]
+    assert ("warn", "budget") in kinds and ("stop", "budget") in kinds
+    with pytest.raises(errors.ConfigError, match="ledger path"):
+        scheduler_guardrails(qs, PRICES, ledger_path=tmp_path / "ledger.sqlite" / "x" / "y")

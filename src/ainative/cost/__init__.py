@@ -24,13 +24,13 @@ from ainative.cost.ledger import LEDGER_ENV, Ledger, default_path
 from ainative.cost.meter import Meter
 from ainative.cost.probes import ManualProbe, NvmlProbe, UtilizationProbe, default_probe
 from ainative.cost.reporting import CostReport, parse_time, report
+from ainative.cost.scheduler import LedgerGuardrails, scheduler_guardrails
 from ainative.policy import guardrails as g
 from ainative.policy import pricing
 
-__all__ = ["LEDGER_ENV", "CostGuard", "CostReport", "GuardrailConfig", "Ledger", "ManualProbe", "Meter",
-           "NvmlProbe", "UtilizationProbe", "budget_error", "default_path", "default_probe", "disable",
-           "enable",
-           "parse_time", "report"]
+__all__ = ["LEDGER_ENV", "CostGuard", "CostReport", "GuardrailConfig", "Ledger", "LedgerGuardrails",
+           "ManualProbe", "Meter", "NvmlProbe", "UtilizationProbe", "budget_error", "default_path",
+           "default_probe", "disable", "enable", "parse_time", "report", "scheduler_guardrails"]
 
 GuardrailConfig = g.GuardrailConfig
 _ACTIVE: CostGuard | None = None

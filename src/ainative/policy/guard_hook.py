@@ -109,7 +109,12 @@ class GuardrailsHook:
         for job in running:
             if job.job_id not in known:
                 assert job.start_s is not None
-                self.rails.start(spec_of(job), job.start_s)
+                self.rails.start(spec_of(job), job.start_s, last_meter_s=self._resume_point(job))
+
+    def _resume_point(self, job: Job) -> float | None:
+        """Where metering of a running job we have not seen resumes (None: at its start); a hook
+        backed by a ledger answers with the end of the job's last charge."""
+        return None
 
     def _emit(self, charges: list[g.Charge]) -> None:
         if charges and self.on_charge is not None:
