@@ -147,7 +147,7 @@ class EndpointHandle:
 
         handle = serve.get_app_handle(self.name)
         wait = timeout_s if timeout_s is not None else self.endpoint.request_timeout_s + 5.0
-        status, value = handle.predict.remote(x).result(timeout_s=wait)
+        status, value = _blocking(lambda: handle.predict.remote(x).result(timeout_s=wait))
         if status != "ok":
             code = _ingress.HTTP_STATUS[status]
             raise errors.EndpointError(f"endpoint {self.name!r} answered {code} ({status}): "
@@ -192,6 +192,21 @@ class EndpointHandle:
         from ainative.serve import _runtime
 
         _runtime.teardown(self.name)
+
+
+def _blocking(call: Callable[[], Any]) -> Any:
+    """Run a blocking Serve call; from inside a running event loop (Jupyter, async apps) Serve
+    refuses sync calls, so run it on a helper thread there."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return call()
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(call).result()
 
 
 def _check_model(model: Any) -> None:
