@@ -43,7 +43,7 @@ ax.plot(steps, losses)
 ax.set_yscale("log"); ax.set_xlabel("step"); ax.set_ylabel("MSE loss"); ax.set_title("training loss")
 plt.show()"""),
     ("md", "## Deploy the trained model as an endpoint and query it"),
-    ("code", """ckpt = result.checkpoint[len("file://"):] if result.checkpoint.startswith("file://") else result.checkpoint
+    ("code", """ckpt = result.checkpoint.removeprefix("file://")       # the latest committed checkpoint
 ep = ai.Endpoint(lambda: demo.LinearModel(ckpt), name="nb-regressor", route="/nb",
                  resources=ai.Resources(cpus=0.5, accelerator=ai.Accelerator("H100", count=0.5)),
                  batching=ai.BatchingConfig(max_batch_size=16, max_wait_ms=5),

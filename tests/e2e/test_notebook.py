@@ -1,7 +1,6 @@
 """examples/quickstart.ipynb executes top to bottom with nbclient; its figures are real
 matplotlib PNG output and the progress widget is rendered."""
 
-import os
 from pathlib import Path
 
 import nbformat
