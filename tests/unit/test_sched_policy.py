@@ -13,6 +13,7 @@ from ainative.policy.queues import Queue
 
 
 def make(queues, nodes=((8, "H100"),), **cfg):
+    cfg.setdefault("min_runtime_s", 300.0)         # protection window the tests reason with
     index = GpuIndex([(f"n{i}", t, g) for i, (g, t) in enumerate(nodes)])
     return Engine(queues, index, PolicyConfig(**cfg))
 

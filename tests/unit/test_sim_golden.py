@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ainative import errors
+from ainative.policy.engine import PolicyConfig
 from ainative.sim import simulate, trace
 from ainative.sim.report import KEYS
 
@@ -64,7 +65,7 @@ def test_reclaim_preemption_in_simulation(tmp_path):
                           {"name": "b", "quota": {"H100": 2}, "cohort": "c"}]}
     p = tmp_path / "p.csv"
     p.write_text("job_id,submit_time_s,duration_s,num_gpus,team\na1,0,1000,4,a\nb1,400,100,2,b\n")
-    r = simulate(p, cluster, "ainative").to_dict()
+    r = simulate(p, cluster, "ainative", config=PolicyConfig(min_runtime_s=300)).to_dict()
     # a1 borrows 2, runs 0-400, is preempted for b1 (400-500), resumes at 500 with 600 s left + 30 s.
     assert r["preemptions"] == 1
     assert r["teams"]["b"]["avg_jct_s"] == 100.0

@@ -43,8 +43,9 @@ class PolicyConfig:
     """"ainative" (fair share + placement + backfill + preemption), "fifo" or "kueue" baselines."""
     half_life_s: float = 3600.0
     """Half-life of past usage in the fair share."""
-    min_runtime_s: float = 300.0
-    """Protection window: a job that started less than this ago is never preempted."""
+    min_runtime_s: float = 3600.0
+    """Protection window: a job that started less than this ago is never preempted (1 h: on the
+    benchmark trace 5 min cost 2x the preemptions and lower utilisation for no better JCT)."""
     ping_pong_s: float = 1800.0
     """A preempted job is not preempted again within this window after it was."""
     max_preemptions: int = 3
@@ -118,6 +119,7 @@ class Engine:
         self.running_q: dict[str, dict[str, Job]] = {q: {} for q in self.queues}
         self.reservations: dict[str, tuple[float, frozenset[Any], str]] = {}
         self.latencies_s: list[float] = []
+        self.cpu_s: list[float] = []
         self.preemptions = 0
         self._ends: dict[str, list[tuple[float, int, str, float]]] = {}
         self._last_preempt_try: dict[tuple[str, str], float] = {}
@@ -203,7 +205,7 @@ class Engine:
     def schedule(self, now: float, only: Sequence[str] | None = None) -> Decisions:
         """One decision pass at time ``now``. ``only``: just these newly submitted jobs (nothing
         was freed since the last pass, so no other pending job can have become startable)."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         self.usage.advance(now)
         dec = Decisions()
         if self._guarded:
@@ -216,6 +218,7 @@ class Engine:
 
             (baselines.pass_fifo if self.cfg.policy == "fifo" else baselines.pass_kueue)(self, now, dec)
         self.latencies_s.append(time.perf_counter() - t0)
+        self.cpu_s.append(time.process_time() - c0)   # CPU time: what contention does not inflate
         return dec
 
     def _candidates(self, q: str, now: float, only: set[str] | None) -> list[Job]:
