@@ -42,6 +42,15 @@ class Decision:
 
 
 ADMIT = Decision(kind="admit")
+# Decisions fall due this close to their exact time, and deadlines closer than this are already
+# due: the same tolerance on both sides, so a simulator never chases a deadline float rounding
+# keeps a hair ahead of "now" (it would otherwise loop in ulp-sized steps).
+_TICK_S = 1e-6
+
+
+def _due(left: float, rate: float, ahead_s: float) -> bool:
+    """Is a cap with ``left`` to go reached within ``ahead_s`` (+ one tick) at ``rate`` per second?"""
+    return left <= rate * (ahead_s + _TICK_S) + 1e-12
 
 
 @config.config_dataclass
@@ -224,13 +233,13 @@ class Guardrails:
                 if cap is None:
                     continue
                 facts = {"scope": scope, "unit": unit, "cap": cap, "spent": spent}
-                if spent + rate * ahead >= cap - 1e-9:
+                if _due(cap - spent, rate, ahead):
                     out.append(Decision(
                         kind="stop", reason="budget", checkpoint=True, details=facts,
                         message=f"budget of {label} exhausted: spent {_fmt(unit, spent)} of "
                                 f"{_fmt(unit, cap)}; raise Budget({unit}=...) and re-run to resume "
                                 "from the last checkpoint"))
-                elif spent >= budget.warn_at * cap and (scope + unit, period) not in self._warned:
+                elif _due(budget.warn_at * cap - spent, rate, 0.0) and (scope + unit, period) not in self._warned:
                     self._warned.add((scope + unit, period))
                     out.append(Decision(
                         kind="warn", reason="budget", details=facts,
@@ -243,13 +252,14 @@ class Guardrails:
         out: list[Decision] = []
         limits = [x for x in (run.spec.max_runtime_s, self.queue_max_runtime_s.get(run.spec.queue or ""))
                   if x]
-        if limits and elapsed >= min(limits) - 1e-9:
+        if limits and elapsed >= min(limits) - _TICK_S:
             out.append(Decision(kind="stop", reason="max_runtime", checkpoint=True,
                                 details={"elapsed_s": elapsed, "max_runtime_s": min(limits)},
                                 message=f"job {run.spec.name!r} ran {elapsed:.0f} s, max_runtime_s="
                                         f"{min(limits):g}; raise max_runtime_s to run longer"))
         expected = run.spec.expected_duration_s
-        if expected and elapsed >= self.config.overrun_factor * expected and not run.overrun_flagged:
+        if expected and elapsed >= self.config.overrun_factor * expected - _TICK_S \
+                and not run.overrun_flagged:
             run.overrun_flagged = True
             stop = self.config.overrun_action == "stop"
             out.append(Decision(kind="stop" if stop else "flag", reason="overrun", checkpoint=True,
@@ -270,12 +280,12 @@ class Guardrails:
             run.idle_since_s = now_s
         idle_for = now_s - run.idle_since_s
         facts = {"idle_s": idle_for, "utilization": utilization, "threshold": policy.threshold}
-        if idle_for >= policy.window_s - 1e-9 and policy.action == "stop":
+        if idle_for >= policy.window_s - _TICK_S and policy.action == "stop":
             return [Decision(kind="stop", reason="idle", checkpoint=True, details=facts,
                              message=f"job {run.spec.name!r} idle (utilisation {utilization:.0%} < "
                                      f"{policy.threshold:.0%}) for {idle_for:.0f} s >= window_s="
                                      f"{policy.window_s:g}: checkpoint and release")]
-        if idle_for >= policy.warn_s - 1e-9 and not run.idle_warned:
+        if idle_for >= policy.warn_s - _TICK_S and not run.idle_warned:
             run.idle_warned = True
             return [Decision(kind="warn", reason="idle", details=facts,
                              message=f"job {run.spec.name!r} idle for {idle_for:.0f} s; released at "
@@ -322,7 +332,7 @@ class Guardrails:
                 times.append(now_s + max(0.0, (cap - spent) / rate - self.config.lookahead_s))
                 if (scope + unit, period) not in self._warned:
                     times.append(now_s + max(0.0, (budget.warn_at * cap - spent) / rate))
-        future = [t for t in times if t > now_s]
+        future = [t for t in times if t > now_s + _TICK_S]
         return min(future) if future else None
 
 
