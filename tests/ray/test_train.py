@@ -196,6 +196,7 @@ def test_submit_handle_status_logs_and_stop(ray_local, tmp_path, no_leaks):
     assert handle.status() == "running"
     with pytest.raises(TimeoutError):
         handle.wait(timeout_s=0.5)
+    assert not handle._controller.ray_metrics._broken  # Ray metrics record in the driver
     handle.stop(reason="cancelled", grace_s=20)
     result = handle.wait(timeout_s=60)
     assert result.status == "stopped: cancelled" and handle.status() == "stopped: cancelled"

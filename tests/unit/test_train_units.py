@@ -278,3 +278,31 @@ def test_cli_train_parses_and_rejects_bad_flags(capsys):
     assert "module:function" in capsys.readouterr().err
     assert cli.main(["train", "--entrypoint", "json:loads", "--workers", "x"]) == cli.EXIT_USAGE
     assert cli.main(["train", "--entrypoint", "no_such_mod_xyz:f"]) == cli.EXIT_USAGE
+
+
+def test_job_metrics_step_time_and_restarts():
+    from ainative.train import _metrics
+
+    recorded = []
+
+    class Fake:
+        def __init__(self, name):
+            self.name = name
+
+        def set(self, value, tags):
+            recorded.append((self.name, round(value, 6), tags["job"]))
+
+        def inc(self, value, tags):
+            recorded.append((self.name, value, tags["job"]))
+
+    m = _metrics.JobMetrics("j")
+    m._m = {k: Fake(k) for k in ("step_time", "steps_per_s", "world_size", "restarts")}
+    m.world_size(2)
+    m.report(10, 100.0)
+    m.report(20, 101.0)
+    m.restart()
+    m.world_size(2)
+    m.report(30, 200.0)  # first report of a new group: no step time across the restart gap
+    assert recorded == [("world_size", 2.0, "j"), ("step_time", 0.1, "j"),
+                        ("steps_per_s", 10.0, "j"), ("restarts", 1.0, "j"),
+                        ("world_size", 2.0, "j")]

@@ -30,7 +30,7 @@ from ainative.cluster import state
 from ainative.policy import failure as fp
 from ainative.policy import packing
 from ainative.scheduling import protocol
-from ainative.train import _checkpoint, _events, _group
+from ainative.train import _checkpoint, _events, _group, _metrics
 from ainative.train.config import FailureConfig
 from ainative.train.result import TrainResult
 
@@ -95,6 +95,7 @@ class Controller:
         self.started = time.monotonic()
         self._external_stop: protocol.StopRequest | None = None
         self._keep: set[int] = set()
+        self.ray_metrics = _metrics.JobMetrics(spec.name)
         self._lock = threading.Lock()
         latest = spec.storage.latest()
         self.checkpoint: str | None = spec.storage.uri_of(latest) if latest is not None else None
@@ -148,6 +149,7 @@ class Controller:
             self._transition(State.ERRORED, reason=decision.reason)
             raise self._error_for(outcome, decision.reason)
         self.restarts += 1
+        self.ray_metrics.restart()
         self._transition(State.RESTARTING, restarts=self.restarts, reason=decision.reason)
 
     def _transition(self, new: State, **fields: Any) -> None:
@@ -172,6 +174,7 @@ class Controller:
         try:
             self.world_size = len(group)
             self.nodes = [slot.node_id for slot in group.slots]
+            self.ray_metrics.world_size(len(group))
             self._transition(State.RUNNING, world_size=len(group), restarts=self.restarts,
                              checkpoint=self.checkpoint, reused_workers=reused)
             outcome = self._supervise(group)
@@ -309,7 +312,8 @@ class Controller:
         new_ckpt = False
         for rank in sorted(answered):
             self.lines.extend(answered[rank]["lines"])
-        for step, row, committed, _ts in answered.get(0, {}).get("reports", ()):
+        for step, row, committed, ts in answered.get(0, {}).get("reports", ()):
+            self.ray_metrics.report(step, ts)
             self.history.append(row)
             self.metrics, self.step = row, step
             if committed:
