@@ -192,7 +192,7 @@ class Controller:
         when the gang itself is damaged (a node died) and must be reserved again."""
         if not group.reusable():
             return None
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + 2.0
         while True:  # give survivors a moment to notice the broken collective
             polls = group.poll(timeout_s=1.0)
             self._absorb({r: p for r, p in enumerate(polls) if isinstance(p, dict)})
