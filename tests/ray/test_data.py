@@ -118,10 +118,15 @@ def test_shuffle_same_seed_same_order_and_budget_independent(ray_local):
     b = _ids(ds.shuffle(seed=11, num_partitions=3))
     c = _ids(ds.shuffle(seed=12, num_partitions=3))
     assert a.tolist() == b.tolist() and a.tolist() != c.tolist()
-    # a budget of ~1.5 blocks forces several merge rounds: same output
+    # a budget of ~1.5 blocks forces several merge rounds, and the strategies build identical
+    # pieces: same output every way
     block_bytes = ds.block_metadata()[0][1]
     rounds = ds.shuffle(seed=11, num_partitions=3, memory_budget_bytes=3 * block_bytes)
     assert _ids(rounds).tolist() == a.tolist()
+    for strategy in ("map_reduce", "gather"):
+        assert _ids(ds.shuffle(seed=11, num_partitions=3, strategy=strategy)).tolist() == a.tolist()
+    with pytest.raises(errors.ConfigError, match="strategy"):
+        ds.shuffle(strategy="sort")
 
 
 def test_empty_and_bad_shuffle(ray_local):
@@ -135,16 +140,17 @@ def test_empty_and_bad_shuffle(ray_local):
         ai.data.range(10).shuffle(num_partitions=0)
 
 
+@pytest.mark.parametrize("strategy", ["map_reduce", "gather"])
 @pytest.mark.parametrize("stage,index", [("map", 1), ("reduce", 2)])
-def test_killed_task_loses_no_row(ray_local, stage, index):
-    seed = 987_000 + index
+def test_killed_task_loses_no_row(ray_local, stage, index, strategy):
+    seed = 987_000 + index + (10 if strategy == "gather" else 0)
     marker = os.path.join(tempfile.gettempdir(), f"ainative-fault-{stage}-{seed}-{index}")
     ds = ai.data.range(8000, payload_bytes=32, num_blocks=4)
-    expected = _ids(ds.shuffle(seed=seed, num_partitions=4))
+    expected = _ids(ds.shuffle(seed=seed, num_partitions=4, strategy=strategy))
     with open(marker, "w"):
         pass
     try:
-        got = _ids(ds.shuffle(seed=seed, num_partitions=4))
+        got = _ids(ds.shuffle(seed=seed, num_partitions=4, strategy=strategy))
         assert not os.path.exists(marker), "the fault was not injected"
     finally:
         if os.path.exists(marker):

@@ -94,16 +94,26 @@ def split_by_partition(table: pa.Table, seed: int, block_index: int,
     Within each piece the rows are in random order too. The assignment depends only on
     (seed, block_index), so a re-executed map task produces exactly the same pieces.
     """
-    n = table.num_rows
+    table = compact(table)
+    # One take per piece (not one take then slices): a pickled slice carries its whole parent buffer.
+    return [table.take(pa.array(idx))
+            for idx in partition_indices(table.num_rows, seed, block_index, num_partitions)]
+
+
+def partition_indices(num_rows: int, seed: int, block_index: int,
+                      num_partitions: int) -> list[np.ndarray]:
+    """Row indices of block ``block_index`` per partition, each list in random order.
+
+    Depends only on (seed, block_index, num_rows, num_partitions): the map/reduce and the gather
+    strategies of the shuffle build identical pieces from it.
+    """
     rng = np.random.default_rng([seed, MAP_STREAM, block_index])
-    parts = rng.integers(0, num_partitions, size=n)
-    order = rng.permutation(n)
+    parts = rng.integers(0, num_partitions, size=num_rows)
+    order = rng.permutation(num_rows)
     # A stable sort of the permuted partition ids keeps the random order inside each partition.
     order = order[np.argsort(parts[order], kind="stable")]
     bounds = np.searchsorted(parts[order], np.arange(num_partitions + 1))
-    table = compact(table)
-    # One take per piece (not one take then slices): a pickled slice carries its whole parent buffer.
-    return [table.take(pa.array(order[bounds[p]:bounds[p + 1]])) for p in range(num_partitions)]
+    return [order[bounds[p]:bounds[p + 1]] for p in range(num_partitions)]
 
 
 def merge_and_permute(pieces: Sequence[pa.Table], seed: int, partition: int,

@@ -44,6 +44,12 @@ def parallelism() -> int:
     return max(1, cpus)
 
 
+def single_node() -> bool:
+    import ray
+
+    return sum(1 for n in ray.nodes() if n.get("Alive")) <= 1
+
+
 def object_store_bytes() -> int:
     import ray
 

@@ -152,12 +152,12 @@ class Dataset:
                                      concurrency=concurrency, num_cpus=num_cpus)
 
     def shuffle(self, seed: int = 0, num_partitions: int | None = None, *,
-                memory_budget_bytes: int | None = None) -> Dataset:
+                memory_budget_bytes: int | None = None, strategy: str = "auto") -> Dataset:
         """A global random shuffle into ``num_partitions`` blocks (see ``ainative.data.shuffle``)."""
         from ainative.data import shuffle
 
         config = shuffle.ShuffleConfig(seed=seed, num_partitions=num_partitions,
-                                       memory_budget_bytes=memory_budget_bytes)
+                                       memory_budget_bytes=memory_budget_bytes, strategy=strategy)
         return shuffle.shuffle(self, config)
 
     def iter_shard(self, rank: int, world_size: int, *, epoch: int = 0, batch_size: int = 1024,

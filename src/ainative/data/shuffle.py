@@ -22,6 +22,9 @@ Determinism: map b's partition assignment depends on (seed, b) and reduce p's pe
 same seed, input blocks and ``num_partitions`` (whatever the budget and however often a task was
 re-executed). Failures: tasks are retried by Ray (``max_retries``) and lost objects rebuilt from
 lineage; a re-executed task yields identical pieces, so no row is lost or duplicated.
+Gather strategy (one node, input within the budget): maps emit only the row indices of each
+piece and reducers take the rows straight from the zero-copy input blocks (same pieces, so the
+same output), which saves a pass and keeps pieces out of the object store.
 Backpressure: at most ``parallelism`` tasks in flight, and at most one round of map output
 (``memory_budget_bytes / 2``) waiting to be merged; beyond that Ray spills, it does not fail.
 """
@@ -39,13 +42,15 @@ from typing import Any
 import pyarrow as pa
 
 from ainative import errors
-from ainative.config import require_int
+from ainative.config import require_in, require_int
 from ainative.data import _blocks, _runtime
 from ainative.data.dataset import Dataset, StaticBlocks
 
 TARGET_PARTITION_BYTES = 128 * 2**20
 """Default output block size: few large blocks keep per-task and per-object overhead small; 128 MiB
 beat 256 MiB here (a reducer allocates ~3x its partition, and fresh pages are slow)."""
+
+STRATEGIES = ("auto", "map_reduce", "gather")
 
 FAULT_ENV = "AINATIVE_DATA_FAULT_DIR"
 """Fault injection for tests: a map or reduce task exits its worker process (a real crash) once
@@ -67,6 +72,11 @@ class ShuffleConfig:
     cluster's object store."""
     max_concurrency: int | None = None
     """Tasks in flight; default the cluster's CPUs (capped by the cores on one node)."""
+    strategy: str = "auto"
+    """"map_reduce": maps write pieces to the object store, reducers merge them. "gather": maps
+    emit only row indices and reducers take rows straight from the (zero-copy) input blocks; one
+    pass fewer and no pieces in the store, but every reducer reads every input block, so it
+    suits one node and inputs within the budget. "auto" picks gather exactly then."""
 
     def __post_init__(self) -> None:
         require_int("ShuffleConfig", "seed", self.seed, minimum=0)
@@ -77,6 +87,7 @@ class ShuffleConfig:
                         minimum=1)
         if self.max_concurrency is not None:
             require_int("ShuffleConfig", "max_concurrency", self.max_concurrency, minimum=1)
+        require_in("ShuffleConfig", "strategy", self.strategy, STRATEGIES)
 
 
 def _maybe_crash(stage: str, seed: int, index: int) -> None:
@@ -93,6 +104,21 @@ def _map_task(table: pa.Table, seed: int, index: int, num_partitions: int) -> An
     _maybe_crash("map", seed, index)
     pieces = _blocks.split_by_partition(table, seed, index, num_partitions)
     return pieces[0] if num_partitions == 1 else tuple(pieces)
+
+
+def _index_task(num_rows: int, seed: int, index: int, num_partitions: int) -> Any:
+    _maybe_crash("map", seed, index)
+    pieces = _blocks.partition_indices(num_rows, seed, index, num_partitions)
+    return pieces[0] if num_partitions == 1 else tuple(pieces)
+
+
+def _gather_task(seed: int, partition: int, schema: pa.Schema, num_blocks: int,
+                 *args: Any) -> tuple[pa.Table, tuple[int, int]]:
+    _maybe_crash("reduce", seed, partition)
+    blocks, indices = args[:num_blocks], args[num_blocks:]
+    pieces = [_blocks.compact(b).take(pa.array(i)) for b, i in zip(blocks, indices) if len(i)]
+    out = _blocks.merge_and_permute(pieces, seed, partition, schema)
+    return out, (out.num_rows, out.nbytes)
 
 
 def _merge_task(schema: pa.Schema, *pieces: pa.Table) -> pa.Table:
@@ -137,6 +163,9 @@ class ShuffleRun:
         total = sum(size for _, size in meta)
         self.partitions = config.num_partitions or plan_partitions(total, self.limit, budget)
         self.rounds = plan_rounds([size for _, size in meta], budget)
+        self.row_counts = [rows for rows, _ in meta]
+        self.gather = config.strategy == "gather" or (
+            config.strategy == "auto" and len(self.rounds) == 1 and _runtime.single_node())
         self.total_bytes = total
         self._refs: list[Any] = []
         self._meta: list[Any] = []
@@ -173,8 +202,10 @@ class ShuffleRun:
             steps = len(self.ds.block_metadata()) + self.partitions * (
                 len(self.rounds) if len(self.rounds) > 1 else 0) + self.partitions
             with _runtime.progress(steps, f"shuffle {self.total_bytes / 2**30:.2f} GiB") as bar:
-                inputs = self._map_rounds(bar)
-                self._reduce(inputs, bar)
+                if self.gather:
+                    self._reduce(self._index_stage(bar), bar, _gather_task, len(self.row_counts))
+                else:
+                    self._reduce(self._map_rounds(bar), bar, _reduce_task)
             _record_metric(self.total_bytes)
         except BaseException as exc:  # surfaced to readers through ref()
             with self._cond:
@@ -213,11 +244,25 @@ class ShuffleRun:
             bar.update(len(last_merges))
         return per_partition
 
-    def _reduce(self, inputs: list[list[Any]], bar: Any) -> None:
-        reducer = _runtime.remote(_reduce_task, num_returns=2)
+    def _index_stage(self, bar: Any) -> list[list[Any]]:
+        """Gather strategy: per partition, every input block followed by its row indices."""
+        indexer = _runtime.remote(_index_task, num_returns=self.partitions)
+        blocks = [self.ds.block_ref(b) for b in range(len(self.row_counts))]
+        indices: list[list[Any]] = []
+
+        def submit(b: int) -> Any:
+            out = indexer.remote(self.row_counts[b], self.seed, b, self.partitions)
+            indices.append([out] if self.partitions == 1 else list(out))
+            return indices[-1][0]
+
+        _runtime.bounded(submit, len(blocks), self.limit, bar=bar)
+        return [blocks + [idx[p] for idx in indices] for p in range(self.partitions)]
+
+    def _reduce(self, inputs: list[list[Any]], bar: Any, task: Any, *extra: Any) -> None:
+        reducer = _runtime.remote(task, num_returns=2)
 
         def submit(p: int) -> Any:
-            table, meta = reducer.remote(self.seed, p, self.schema, *inputs[p])
+            table, meta = reducer.remote(self.seed, p, self.schema, *extra, *inputs[p])
             inputs[p] = []  # the task holds its inputs now; dropping ours frees each piece early
             with self._cond:
                 self._refs.append(table)
