@@ -135,6 +135,9 @@ def test_batch_wait_shrinks_as_latency_nears_slo():
     assert bat.batch_wait_ms(cfg, 100, 100) == 0
     waits = [bat.batch_wait_ms(cfg, 100, lat) for lat in range(0, 120, 5)]
     assert waits == sorted(waits, reverse=True)
+    # Sparse arrivals (one every 50 ms, wait 10 ms): nobody will join the batch, do not wait.
+    assert bat.batch_wait_ms(cfg, None, None, mean_gap_ms=50.0) == 0
+    assert bat.batch_wait_ms(cfg, None, None, mean_gap_ms=2.0) == 10
 
 
 def test_percentile_and_histograms():

@@ -40,9 +40,12 @@ class BatchingConfig:
 
 
 def batch_wait_ms(config: BatchingConfig, latency_slo_ms: float | None,
-                  observed_latency_ms: float | None) -> float:
+                  observed_latency_ms: float | None, mean_gap_ms: float | None = None) -> float:
     """The wait for the next batch: ``max_wait_ms`` while latency is far below the SLO, then a
-    linear ramp down to 0 between ``shrink_from * SLO`` and the SLO."""
+    linear ramp down to 0 between ``shrink_from * SLO`` and the SLO. When requests arrive further
+    apart (``mean_gap_ms``) than the wait, no other request is expected to join: do not wait."""
+    if mean_gap_ms is not None and mean_gap_ms > config.max_wait_ms:
+        return 0.0
     if latency_slo_ms is None or observed_latency_ms is None:
         return config.max_wait_ms
     start = config.shrink_from * latency_slo_ms

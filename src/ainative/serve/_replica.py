@@ -78,6 +78,8 @@ class _Batcher:
         # One worker thread: the emulated device runs one batch at a time, like a GPU stream.
         self._device = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self.histogram: dict[int, int] = {}
+        self._last_arrival: float | None = None
+        self.mean_gap_ms: float | None = None  # EWMA of the time between arrivals
 
     @property
     def queue_length(self) -> int:
@@ -85,7 +87,13 @@ class _Batcher:
 
     async def submit(self, item: Any) -> Result:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future, time.monotonic()))
+        now = time.monotonic()
+        if self._last_arrival is not None:
+            gap = (now - self._last_arrival) * 1000.0
+            self.mean_gap_ms = gap if self.mean_gap_ms is None else \
+                0.8 * self.mean_gap_ms + 0.2 * gap
+        self._last_arrival = now
+        self._pending.append((item, future, now))
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -113,7 +121,8 @@ class _Batcher:
 
     async def _fill(self) -> None:
         """Wait until the batch is full or the oldest request has waited long enough."""
-        wait_s = batch_policy.batch_wait_ms(self._config, self._slo, self._latency_now()) / 1000.0
+        wait_s = batch_policy.batch_wait_ms(self._config, self._slo, self._latency_now(),
+                                            self.mean_gap_ms) / 1000.0
         deadline = self._pending[0][2] + wait_s
         while len(self._pending) < self._config.max_batch_size:
             remaining = deadline - time.monotonic()
