@@ -15,7 +15,6 @@ It may also reclaim lent quota, or preempt lower-priority jobs of its own queue.
 from __future__ import annotations
 
 import bisect
-import dataclasses
 import heapq
 import math
 import time
@@ -23,75 +22,16 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ainative import errors
-from ainative.config import require_in, require_int, require_positive
 from ainative.policy import preemption
 from ainative.policy.admission import Guardrails, Job, NoGuardrails
 from ainative.policy.fairshare import UsageTracker
+from ainative.policy.knobs import POLICIES, Decisions, PolicyConfig, _Pass
 from ainative.policy.queues import Queue, validate_queues
 
-POLICIES = ("ainative", "fifo", "kueue")
 _EPS = 1e-9
-_VICTIM_SCAN = 64          # victims considered per preemption search
 _SEARCHES_PER_PASS = 2     # preemption searches per pass (each walks running jobs)
 
-
-@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
-class PolicyConfig:
-    """Knobs of the scheduling policy (the defaults suit hour-scale training jobs)."""
-
-    policy: str = "ainative"
-    """"ainative" (fair share + placement + backfill + preemption), "fifo" or "kueue" baselines."""
-    half_life_s: float = 3600.0
-    """Half-life of past usage in the fair share."""
-    min_runtime_s: float = 3600.0
-    """Protection window: a job that started less than this ago is never preempted (1 h: on the
-    benchmark trace 5 min cost 2x the preemptions and lower utilisation for no better JCT)."""
-    ping_pong_s: float = 1800.0
-    """A preempted job is not preempted again within this window after it was."""
-    max_preemptions: int = 3
-    """A job is preempted at most this many times over its life."""
-    aging_s: float = 1800.0
-    """Waiting this long raises a job's priority within its queue by one level."""
-    starve_s: float = 4 * 3600.0
-    """A job waiting this long is tried before every other, in age order, whatever its queue's
-    share; a blocked gang among them holds its backfill reservation until it starts."""
-    restart_overhead_s: float = 30.0
-    """Extra run time a preempted job needs to resume from its checkpoint (simulator)."""
-    preempt_retry_s: float = 60.0
-    """After a failed preemption search for a queue and type, wait this long before the next."""
-    scan_per_queue: int = 32
-    """Candidates per queue looked at in one pass (caps decision time with many pending)."""
-    scan_total: int = 256
-    """Candidates looked at in one pass over all queues."""
-    release_on_preempt: bool = True
-    """Simulator: a victim's GPUs are free at once. Live: False, freed when its lease is released."""
-
-    def __post_init__(self) -> None:
-        require_in("PolicyConfig", "policy", self.policy, POLICIES)
-        for f in ("half_life_s", "aging_s", "starve_s"):
-            require_positive("PolicyConfig", f, getattr(self, f))
-        for f in ("min_runtime_s", "ping_pong_s", "restart_overhead_s", "preempt_retry_s"):
-            require_positive("PolicyConfig", f, getattr(self, f), allow_zero=True)
-        require_int("PolicyConfig", "max_preemptions", self.max_preemptions, minimum=0)
-        require_int("PolicyConfig", "scan_per_queue", self.scan_per_queue, minimum=1)
-        require_int("PolicyConfig", "scan_total", self.scan_total, minimum=1)
-
-
-@dataclasses.dataclass(slots=True)
-class Decisions:
-    """What one pass decided: jobs to start, to preempt (stop and re-queue), to stop for good."""
-
-    started: list[Job] = dataclasses.field(default_factory=list)
-    preempted: list[Job] = dataclasses.field(default_factory=list)
-    stopped: list[tuple[Job, Any]] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass(slots=True)
-class _Pass:
-    fail_place: dict[str, float] = dataclasses.field(default_factory=dict)
-    place_reason: dict[str, str] = dataclasses.field(default_factory=dict)
-    fail_quota: dict[tuple[str, str], tuple[float, str]] = dataclasses.field(default_factory=dict)
-    attempts: int = 0
+__all__ = ["POLICIES", "Decisions", "Engine", "PolicyConfig", "_Pass"]
 
 
 class Engine:
@@ -321,7 +261,7 @@ class Engine:
         for t in blocked:
             if t not in self.reservations:
                 self._reserve(job, t)
-            if self._preempt_for(job, t, now, dec):
+            if preemption.preempt_for(self, job, t, now, dec):
                 ctx.fail_place.pop(t, None)
                 return
 
@@ -408,89 +348,6 @@ class Engine:
             return frozenset(), ""
         return res[1], (f"would delay reserved job {res[2]!r} (expected to start at "
                         f"t={res[0]:.0f}s); only jobs that end before it or avoid its nodes may backfill")
-
-    # ---- preemption --------------------------------------------------------------------------
-    def _preempt_for(self, job: Job, t: str, now: float, dec: Decisions) -> bool:
-        if self.cfg.policy != "ainative" or self.cfg.max_preemptions == 0:
-            return False
-        key = (job.queue, t)
-        if now - self._last_preempt_try.get(key, -math.inf) < self.cfg.preempt_retry_s:
-            return False
-        if self._stopping_for.get(job.job_id):
-            return False                              # victims already asked to stop for it
-        if self._searches_left <= 0:
-            return False
-        self._searches_left -= 1
-        self._last_preempt_try[key] = now
-        victims = self._victims(job, t, now)
-        if not victims:
-            return False
-        del self._last_preempt_try[key]
-        for v in victims:
-            self._preempt(v, now, dec, job.job_id)
-        if self.cfg.release_on_preempt:
-            got = self.placer.place_job(job, t, frozenset())
-            if got is not None:
-                self._start(job, t, got, now, dec)
-        return True
-
-    def _victims(self, job: Job, t: str, now: float) -> list[Job] | None:
-        q = self.queues[job.queue]
-        cands = self._recent_eligible(q.name, t, now, below=job.priority)
-        if self.usage.used(q.name, t) + job.gpus <= q.nominal(t) + _EPS:      # reclaim lent quota
-            for name in self.cohort.get(q.cohort or "", []):
-                p = self.queues[name]
-                if name != q.name and self.usage.used(name, t) > p.nominal(t) + _EPS:
-                    cands += self._recent_eligible(name, t, now)
-        cands = preemption.order(cands)[:_VICTIM_SCAN]
-        if not cands:
-            return None
-        if job.gpus <= self.placer.per_node.get(t, 0):
-            return preemption.pick_on_one_node(job.gpus, cands, self.placer.node_free)
-        taken: list[Job] = []
-        fits = False
-        for v in cands:                      # multi-node gang: free victims until it fits
-            self.placer.release(v.placement)
-            taken.append(v)
-            if self.placer.place_job(job, t, frozenset()) is not None:
-                fits = True
-                break
-        for v in taken:
-            self.placer.take(v.placement)
-        return taken if fits else None
-
-    def _recent_eligible(self, queue: str, t: str, now: float, below: int | None = None) -> list[Job]:
-        """Eligible victims among the most recently started jobs of ``queue`` (a dict keeps start
-        order, so walking it backwards finds the cheapest victims first and stops early)."""
-        cfg, out = self.cfg, []
-        for job_id in reversed(self.running_q[queue]):
-            j = self.running_q[queue][job_id]
-            if j.placed_type != t or (below is not None and j.priority >= below):
-                continue
-            if preemption.eligible(j, now, min_runtime_s=cfg.min_runtime_s, ping_pong_s=cfg.ping_pong_s,
-                                   max_preemptions=cfg.max_preemptions):
-                out.append(j)
-                if len(out) >= _VICTIM_SCAN:
-                    break
-        return out
-
-    def _preempt(self, victim: Job, now: float, dec: Decisions, for_job: str) -> None:
-        self.preemptions += 1
-        victim.preemptions += 1
-        victim.last_preempted_s = now
-        dec.preempted.append(victim)
-        if not self.cfg.release_on_preempt:
-            victim.metadata["stopping"] = True
-            victim.metadata["stopping_for"] = for_job
-            self._stopping_for[for_job] = self._stopping_for.get(for_job, 0) + 1
-            return
-        ran = now - victim.start_s if victim.start_s is not None else 0.0
-        self.finish(victim.job_id, now, "preempted")
-        if victim.duration_s is not None:
-            victim.duration_s = max(0.0, victim.duration_s - ran) + self.cfg.restart_overhead_s
-        victim.placement, victim.placed_type = None, None
-        self.jobs[victim.job_id] = victim
-        self._enqueue(victim)
 
     def _stop(self, job_id: str, stop: Any, now: float, dec: Decisions) -> None:
         job = self.running.get(job_id)

@@ -1,4 +1,5 @@
-"""Victim selection for preemption, pure Python.
+"""Preemption, pure Python: victim eligibility and order, and the search the engine runs for a
+blocked job (reclaim lent quota, or lower priority in its own queue).
 
 Victims are preemptible running jobs only: lowest priority first, then the most recently started
 (least work lost). A job inside its minimum-runtime protection window, or preempted within the
@@ -7,10 +8,18 @@ ping-pong window, or preempted ``max_preemptions`` times already, is never chose
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ainative.policy.admission import Job
+from ainative.policy.knobs import Decisions
+
+if TYPE_CHECKING:
+    from ainative.policy.engine import Engine
+
+_VICTIM_SCAN = 64          # victims considered per preemption search
+_EPS = 1e-9
 
 
 def eligible(job: Job, now: float, *, min_runtime_s: float, ping_pong_s: float,
@@ -53,3 +62,86 @@ def pick_on_one_node(need: float, candidates: list[Job],
             if best is None or cost < best[0]:
                 best = (cost, taken)
     return None if best is None else best[1]
+
+
+def preempt_for(eng: Engine, job: Job, t: str, now: float, dec: Decisions) -> bool:
+    if eng.cfg.policy != "ainative" or eng.cfg.max_preemptions == 0:
+        return False
+    key = (job.queue, t)
+    if now - eng._last_preempt_try.get(key, -math.inf) < eng.cfg.preempt_retry_s:
+        return False
+    if eng._stopping_for.get(job.job_id):
+        return False                              # victims already asked to stop for it
+    if eng._searches_left <= 0:
+        return False
+    eng._searches_left -= 1
+    eng._last_preempt_try[key] = now
+    victims = _victims(eng, job, t, now)
+    if not victims:
+        return False
+    del eng._last_preempt_try[key]
+    for v in victims:
+        _preempt(eng, v, now, dec, job.job_id)
+    if eng.cfg.release_on_preempt:
+        got = eng.placer.place_job(job, t, frozenset())
+        if got is not None:
+            eng._start(job, t, got, now, dec)
+    return True
+
+def _victims(eng: Engine, job: Job, t: str, now: float) -> list[Job] | None:
+    q = eng.queues[job.queue]
+    cands = _recent_eligible(eng, q.name, t, now, below=job.priority)
+    if eng.usage.used(q.name, t) + job.gpus <= q.nominal(t) + _EPS:      # reclaim lent quota
+        for name in eng.cohort.get(q.cohort or "", []):
+            p = eng.queues[name]
+            if name != q.name and eng.usage.used(name, t) > p.nominal(t) + _EPS:
+                cands += _recent_eligible(eng, name, t, now)
+    cands = order(cands)[:_VICTIM_SCAN]
+    if not cands:
+        return None
+    if job.gpus <= eng.placer.per_node.get(t, 0):
+        return pick_on_one_node(job.gpus, cands, eng.placer.node_free)
+    taken: list[Job] = []
+    fits = False
+    for v in cands:                      # multi-node gang: free victims until it fits
+        eng.placer.release(v.placement)
+        taken.append(v)
+        if eng.placer.place_job(job, t, frozenset()) is not None:
+            fits = True
+            break
+    for v in taken:
+        eng.placer.take(v.placement)
+    return taken if fits else None
+
+def _recent_eligible(eng: Engine, queue: str, t: str, now: float, below: int | None = None) -> list[Job]:
+    """Eligible victims among the most recently started jobs of ``queue`` (a dict keeps start
+    order, so walking it backwards finds the cheapest victims first and stops early)."""
+    cfg, out = eng.cfg, []
+    for job_id in reversed(eng.running_q[queue]):
+        j = eng.running_q[queue][job_id]
+        if j.placed_type != t or (below is not None and j.priority >= below):
+            continue
+        if eligible(j, now, min_runtime_s=cfg.min_runtime_s, ping_pong_s=cfg.ping_pong_s,
+                               max_preemptions=cfg.max_preemptions):
+            out.append(j)
+            if len(out) >= _VICTIM_SCAN:
+                break
+    return out
+
+def _preempt(eng: Engine, victim: Job, now: float, dec: Decisions, for_job: str) -> None:
+    eng.preemptions += 1
+    victim.preemptions += 1
+    victim.last_preempted_s = now
+    dec.preempted.append(victim)
+    if not eng.cfg.release_on_preempt:
+        victim.metadata["stopping"] = True
+        victim.metadata["stopping_for"] = for_job
+        eng._stopping_for[for_job] = eng._stopping_for.get(for_job, 0) + 1
+        return
+    ran = now - victim.start_s if victim.start_s is not None else 0.0
+    eng.finish(victim.job_id, now, "preempted")
+    if victim.duration_s is not None:
+        victim.duration_s = max(0.0, victim.duration_s - ran) + eng.cfg.restart_overhead_s
+    victim.placement, victim.placed_type = None, None
+    eng.jobs[victim.job_id] = victim
+    eng._enqueue(victim)
