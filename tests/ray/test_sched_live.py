@@ -128,6 +128,17 @@ def test_gang_never_partly_placed_is_rejected_at_submit(cluster):
     assert all(not q["pending"] and not q["running"] for q in scheduling.status()["queues"])
 
 
+def test_queue_table_shows_usage_and_why(cluster):
+    from ainative.cli.queue import table
+
+    lease = protocol.admission_for("a").admit(request("a-t", "a"), timeout_s=30)
+    text = table(scheduling.status())
+    assert "H100:2" in text and "a " in text and "policy ainative" in text
+    assert "running since" in scheduling.why(lease.job_id)
+    lease.release("succeeded")
+    assert "not queued (succeeded)" in scheduling.why(lease.job_id)
+
+
 def test_cpu_only_gang_needs_no_gpu_quota(cluster):
     cpu = ainative.Resources(cpus=0.5)
     lease = protocol.admission_for("a").admit(
