@@ -228,3 +228,26 @@ def test_victim_spanning_two_nodes_can_be_chosen():
     sub(eng, "b-wide", "b", 4, 0)                  # 2 + 2 on both nodes, borrowing 2
     dec = sub(eng, "a1", "a", 2, 400)
     assert [j.job_id for j in dec.preempted] == ["b-wide"] and "a1" in eng.running
+
+
+def test_live_mode_guardrail_stop_keeps_its_reason():
+    class Stop:
+        reason, grace_s, checkpoint, message = "budget", 5.0, True, "budget of team a spent"
+
+    class G(_Guard):
+        def check_admit(self, job, now):
+            return None
+
+        def on_tick(self, running, now):
+            return [(j.job_id, Stop()) for j in running if now > 10]
+
+    index = GpuIndex([("n0", "H100", 8)])
+    eng = Engine([Queue("a", quota={"H100": 8})], index, PolicyConfig(release_on_preempt=False), G())
+    eng.submit(Job("a1", "a", 2, "H100"), 0)
+    eng.schedule(0)
+    eng.schedule(20)
+    meta = eng.jobs["a1"].metadata
+    assert meta["stopping"] and meta["stop_reason"] == "budget" and meta["grace_s"] == 5.0
+    assert index.free_gpus() == 6                   # freed only when the lease is released
+    eng.finish("a1", 25, "stopped: budget")
+    assert index.free_gpus() == 8

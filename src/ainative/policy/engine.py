@@ -356,5 +356,9 @@ class Engine:
         dec.stopped.append((job, stop))
         if self.cfg.release_on_preempt:
             self.finish(job_id, now, f"stopped: {getattr(stop, 'reason', stop)}")
-        else:
+        else:                          # live: the lease's next poll() delivers it
             job.metadata["stopping"] = True
+            job.metadata["stop_reason"] = str(getattr(stop, "reason", stop))
+            job.metadata["grace_s"] = float(getattr(stop, "grace_s", 30.0))
+            job.metadata["stop_checkpoint"] = bool(getattr(stop, "checkpoint", True))
+            job.metadata["stop_message"] = str(getattr(stop, "message", ""))

@@ -101,9 +101,10 @@ class SchedulerService:
             if job is None or not job.metadata.get("stopping"):
                 return None
         reason = job.metadata.get("stop_reason", "preempted")
-        return {"reason": reason, "checkpoint": True, "grace_s": float(job.metadata.get("grace_s", 30.0)),
-                "message": f"preempted for {job.metadata.get('stopping_for')!r}; re-run to resume "
-                           "from the checkpoint"}
+        message = job.metadata.get("stop_message") or (
+            f"preempted for {job.metadata.get('stopping_for')!r}; re-run to resume from the checkpoint")
+        return {"reason": reason, "checkpoint": bool(job.metadata.get("stop_checkpoint", True)),
+                "grace_s": float(job.metadata.get("grace_s", 30.0)), "message": message}
 
     def release(self, job_id: str, outcome: str) -> None:
         now = time.time()
