@@ -36,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "TrainResult": "ainative.train.result:TrainResult",
     "connect": "ainative.cluster.local:connect",
     "cost": "ainative.cost",
+    "data": "ainative.data",
     "errors": "ainative.errors",
     "kuberay": "ainative.cluster.kuberay",
     "scheduling": "ainative.scheduling",
