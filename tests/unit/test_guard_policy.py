@@ -152,3 +152,14 @@ def test_config_validation():
         g.GuardrailConfig(crash_loop_restarts=0)
     with pytest.raises(errors.ConfigError, match="overrun_factor"):
         g.GuardrailConfig(overrun_factor=0.5)
+
+
+def test_deadlines_a_rounding_error_ahead_are_already_due():
+    # a simulator that wakes at a deadline may land a float ulp short of it: the decision must
+    # fire then, and the next deadline must not be that same instant again (no ulp-step loops)
+    rails = g.Guardrails(PriceTable({"H100": 4.0}, cpu_core_hour_usd=0.0),
+                         queue_budgets={"team-a": Budget(usd=1.0, warn_at=0.8)})
+    rails.start(job(gpus={"H100": 1}), 0.0)                 # $1/900 per second: warn at t=720
+    now = 720.0 - 1e-10
+    assert [d.kind for d in rails.meter("j", now)[1]] == ["warn"]
+    assert rails.next_deadline_s("j", now) == pytest.approx(900.0)
