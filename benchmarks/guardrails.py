@@ -153,8 +153,12 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 simulated days x 3 seeds instead of 7 x 5")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "guardrails.json"))
+    parser.add_argument("--out", default=None,
+                        help="JSON path (default results/guardrails.json, or guardrails_quick.json)")
     args = parser.parse_args(argv)
+    if args.out is None:
+        name = "guardrails_quick.json" if args.quick else "guardrails.json"
+        args.out = str(Path(__file__).parent / "results" / name)
     days, seeds = (2.0, [1, 2, 3]) if args.quick else (7.0, [1, 2, 3, 4, 5])
     load_before = os.getloadavg()[0]
     rows = [compare(seed, days) for seed in seeds]
