@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,8 +55,12 @@ def head(tmp_path_factory):
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_example_runs_under_ray_job_submit(example, head):
     env = head.env(with_token=True, RAY_AUTH_MODE="token")
-    out = subprocess.run([RAY, "job", "submit", "--address", head.dashboard_url, "--working-dir", ".",
-                          "--", "python", f"examples/{example}"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=TIMEOUT_S, env=env)
+    for _attempt in range(3):  # the head's job agent registers a few seconds after the dashboard
+        out = subprocess.run([RAY, "job", "submit", "--address", head.dashboard_url, "--working-dir", ".",
+                              "--", "python", f"examples/{example}"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=TIMEOUT_S, env=env)
+        if "No available agent" not in out.stderr:
+            break
+        time.sleep(3)
     assert out.returncode == 0, f"{example} under ray job submit:\n{out.stdout[-3000:]}\n{out.stderr[-2000:]}"
     assert "succeeded" in out.stdout + out.stderr

@@ -79,8 +79,10 @@ def start_head(tmp: Path, *, token: bool = True, num_cpus: int = 2, num_gpus: in
     cmd = [ray_bin, "start", "--head", f"--port={port}", f"--num-cpus={num_cpus}",
            f"--num-gpus={num_gpus}", "--block", "--disable-usage-stats"]
     if dashboard:
+        # The job agent's HTTP port defaults to a fixed 52365: take a free one so that another Ray
+        # on this machine cannot leave `ray job submit` with "No available agent".
         cmd += ["--include-dashboard=true", "--dashboard-host=127.0.0.1",
-                f"--dashboard-port={dash_port}"]
+                f"--dashboard-port={dash_port}", f"--dashboard-agent-listen-port={free_port()}"]
     else:
         cmd += ["--include-dashboard=false"]
     if resources:
