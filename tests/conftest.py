@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TQDM_DISABLE", "1")
+# Event logs, ledgers and scheduler state of the tests stay out of the user's ~/.ainative; set
+# before any Ray starts so that Ray's workers and actors inherit it.
+os.environ.setdefault("AINATIVE_HOME", tempfile.mkdtemp(prefix="ainative-tests-"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

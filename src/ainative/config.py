@@ -8,7 +8,9 @@ and the allowed range.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from ainative import errors
@@ -71,3 +73,10 @@ def require_range(owner: str, field: str, value: Any, low: float, high: float, *
         raise errors.ConfigError(
             f"{_where(owner, field)} must be in {lb}{low}, {high}{hb}, got {value!r}",
             field=field, value=value)
+
+
+def home_dir() -> Path:
+    """Where ainative keeps state on this machine: ``$AINATIVE_HOME``, else ``~/.ainative``
+    (event logs, the spend ledger, the scheduler's saved state)."""
+    home = os.environ.get("AINATIVE_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".ainative"

@@ -10,6 +10,7 @@ The directory is ``$AINATIVE_EVENTS_DIR``, else ``$AINATIVE_HOME/events``, else
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+logger = logging.getLogger(__name__)
 _LOCK = threading.Lock()
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -25,8 +27,9 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def events_dir() -> Path:
     if os.environ.get("AINATIVE_EVENTS_DIR"):
         return Path(os.environ["AINATIVE_EVENTS_DIR"]).expanduser()
-    home = os.environ.get("AINATIVE_HOME")
-    return (Path(home).expanduser() if home else Path.home() / ".ainative") / "events"
+    from ainative.config import home_dir
+
+    return home_dir() / "events"
 
 
 def log_path(job: str) -> Path:
@@ -42,8 +45,8 @@ def emit(job: str, event: str, **fields: Any) -> dict[str, Any]:
         line = json.dumps(record, default=str, sort_keys=False)
         with _LOCK, open(path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
-    except OSError:
-        pass
+    except OSError as exc:  # a read-only home must not fail the job
+        logger.warning("could not write event %s for %s: %s", event, job, exc)
     return record
 
 

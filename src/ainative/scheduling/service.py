@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from typing import Any
 
@@ -21,7 +20,10 @@ ACTOR_NAME = "ainative-scheduler"
 
 
 def state_path(namespace: str) -> str:
-    base = os.environ.get("AINATIVE_SCHEDULER_STATE_DIR", tempfile.gettempdir())
+    from ainative.config import home_dir
+
+    base = os.environ.get("AINATIVE_SCHEDULER_STATE_DIR") or str(home_dir() / "scheduler")
+    os.makedirs(base, exist_ok=True)
     return os.path.join(base, f"ainative-scheduler-{namespace or 'default'}.json")
 
 
@@ -79,8 +81,31 @@ class SchedulerService:
         return job.job_id
 
     def _pass(self) -> None:
-        self.engine.schedule(time.time())
+        decisions = self.engine.schedule(time.time())
         self._save()
+        self._observe(decisions)
+
+    def _observe(self, decisions: Any) -> None:
+        """Decisions with their reasons into each job's event log; queue gauges as Ray metrics."""
+        from ainative import events, observability as obs
+
+        for job in decisions.started:  # the job's own controller records "admitted"
+            obs.counter("sched_admitted_total", description="jobs admitted", queue=job.queue)
+        for job in decisions.preempted:
+            name = job.metadata.get("name") or job.job_id
+            events.emit(name, "preempted", queue=job.queue, job_id=job.job_id,
+                        reason=f"preempted for {job.metadata.get('stopping_for')!r}")
+            obs.counter("sched_preempted_total", description="jobs preempted", queue=job.queue)
+        for job, why in decisions.stopped:
+            events.emit(job.metadata.get("name") or job.job_id, "stopped", queue=job.queue,
+                        job_id=job.job_id, reason=str(why))
+        eng = self.engine
+        for q in self.queues:
+            obs.gauge("sched_pending", len(eng.pending[q.name]), description="jobs waiting", queue=q.name)
+            obs.gauge("sched_running", len(eng.running_q[q.name]), description="jobs running", queue=q.name)
+            for gpu_type in eng.placer.gpu_types():
+                obs.gauge("sched_gpus_used", eng.usage.used(q.name, gpu_type),
+                          description="GPUs in use by the queue", queue=q.name, gpu_type=str(gpu_type))
 
     def admitted(self, job_id: str) -> tuple[bool, str]:
         """(True, "") once the job may reserve its gang; else (False, why it waits)."""
