@@ -37,9 +37,11 @@ CREATE TABLE IF NOT EXISTS events (
 
 
 def default_path() -> pathlib.Path:
-    """``$AINATIVE_LEDGER``, else ``~/.ainative/ledger.sqlite``."""
+    """``$AINATIVE_LEDGER``, else ``ledger.sqlite`` in ``$AINATIVE_HOME`` (default ``~/.ainative``)."""
+    from ainative.config import home_dir
+
     env = os.environ.get(LEDGER_ENV)
-    return pathlib.Path(env).expanduser() if env else pathlib.Path.home() / ".ainative" / "ledger.sqlite"
+    return pathlib.Path(env).expanduser() if env else home_dir() / "ledger.sqlite"
 
 
 class Ledger:

@@ -33,6 +33,12 @@ def configure(queues: Sequence[Queue], prices: Any = None, *, policy: PolicyConf
     consulted at admission and on every pass; ``fresh``: forget the persisted state."""
     queues = list(queues)
     validate_queues(queues)
+    if guardrails is None and (prices is not None or any(q.budget is not None for q in queues)):
+        # Budgets and prices are enforced by the cost guardrails, metered into the spend ledger
+        # ($AINATIVE_LEDGER, else ~/.ainative/ledger.sqlite); pass guardrails=... to choose.
+        from ainative import cost
+
+        guardrails = cost.scheduler_guardrails(queues, prices)
     cfg = dataclasses.replace(policy or PolicyConfig(), release_on_preempt=False)
     import os
 
@@ -126,7 +132,9 @@ class SchedulerLease:
         self.actor, self.job_id, self._released = actor, job_id, False
 
     def poll(self, usage: protocol.Usage | None = None) -> protocol.StopRequest | None:
-        got = _call(self.actor, "poll", self.job_id)
+        seen = None if usage is None else {"restarts": usage.restarts,
+                                            "utilization": usage.accelerator_utilization}
+        got = _call(self.actor, "poll", self.job_id, seen)
         return None if got is None else protocol.StopRequest(**got)
 
     def release(self, outcome: str) -> None:
@@ -148,7 +156,11 @@ class SchedulerAdmission:
         body = {"job_id": job_id, "name": request.name, "kind": request.kind,
                 "bundles": [b.to_bundle() for b in request.bundles], "strategy": request.strategy,
                 "queue": request.queue or self.queue, "priority": request.priority,
-                "preemptible": request.preemptible, "expected_duration_s": request.expected_duration_s}
+                "preemptible": request.preemptible, "expected_duration_s": request.expected_duration_s,
+                # read by the guardrails hook: per-job budget, TTL, idle policy, team
+                "budget": request.budget, "max_runtime_s": request.max_runtime_s,
+                "idle": request.metadata.get("idle"), "team": request.metadata.get("team"),
+                "cpus": sum(b.cpus for b in request.bundles)}
         ray.get(actor.submit.remote(body))
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:

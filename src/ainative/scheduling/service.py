@@ -75,7 +75,9 @@ class SchedulerService:
                   sum(b.get("GPU", 0.0) for b in bundles), job_gpu_type(bundles),
                   int(request.get("priority", 0)), bool(request.get("preemptible", True)), time.time(),
                   request.get("expected_duration_s"), bundles, request.get("strategy", "PACK"),
-                  {"name": request.get("name", ""), "kind": request.get("kind", "gang")})
+                  {"name": request.get("name", ""), "kind": request.get("kind", "gang"),
+                   **{k: request[k] for k in ("budget", "max_runtime_s", "expected_duration_s", "idle",
+                                              "team", "cpus") if request.get(k) is not None}})
         self.engine.submit(job, time.time())
         self._pass()
         return job.job_id
@@ -117,9 +119,12 @@ class SchedulerService:
             self._pass()
         return (True, "") if job.running else (False, self.why(job_id))
 
-    def poll(self, job_id: str) -> dict[str, Any] | None:
-        """A stop request for a running job (preempted or stopped by guardrails), else None."""
+    def poll(self, job_id: str, usage: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """A stop request for a running job (preempted or stopped by guardrails), else None.
+        ``usage`` (restarts, accelerator utilisation) feeds the guardrails' crash-loop and idle checks."""
         job = self.engine.jobs.get(job_id)
+        if job is not None and usage:
+            job.metadata.update({k: v for k, v in usage.items() if v is not None})
         if job is None or not job.metadata.get("stopping"):
             self._pass()
             job = self.engine.jobs.get(job_id)
