@@ -175,12 +175,11 @@ def run(*, rows: int = 20_000, steps: int = 60, out: Callable[[str], Any] = prin
         out(cluster.resources().table())
 
         out("\n== 2. a team queue with a budget ==")
-        prices = ai.PriceTable({"H100": 4.00})
+        os.environ["AINATIVE_LEDGER"] = ledger = os.path.join(work, "ledger.sqlite")
         budget = ai.Budget(usd=50, period="month", warn_at=0.8)
+        # a queue budget plus a price table: the scheduler admits, meters and stops by budget
         ai.scheduling.configure([ai.Queue("team-a", quota={"H100": 4}, cohort="demo", budget=budget)],
-                                prices=prices, fresh=True)
-        guard = ai.cost.enable(prices=prices, queue_budgets={"team-a": budget},
-                               ledger_path=os.path.join(work, "ledger.sqlite"), probe=None)
+                                prices=ai.PriceTable({"H100": 4.00}), fresh=True)
         out("queue team-a: quota 4 x H100, budget $50/month (warn at 80%), price $4.00/GPU-hour")
 
         out("\n== 3. generate and shuffle a dataset ==")
@@ -247,7 +246,7 @@ def run(*, rows: int = 20_000, steps: int = 60, out: Callable[[str], Any] = prin
         h.delete()
 
         out("\n== 7. cost report ==")
-        report = ai.cost.report(by="team", path=guard.ledger_path)
+        report = ai.cost.report(by="queue", path=ledger)
         out(report.table())
         summary["cost"] = {"usd": round(report.total_usd, 4), "gpu_hours": round(report.total_gpu_hours, 4)}
     finally:
@@ -265,7 +264,7 @@ def _local_dir(uri: str | None) -> str:
 
 
 def _release(ai: Any, out: Callable[[str], Any]) -> None:
-    for step in (ai.cost.disable, ai.scheduling.shutdown):
+    for step in (ai.scheduling.shutdown,):
         try:
             step()
         except Exception as exc:  # keep releasing the rest
