@@ -374,20 +374,25 @@ def _live_queues() -> set[str]:
 # ----------------------------------------------------------------------------- building
 
 def import_callable(text: str, doc: Document | None = None, field: str = "entrypoint") -> Any:
-    """``"package.module:function"`` -> the function (the working directory is importable)."""
-    module_name, _, attr = text.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        message = f"cannot import {text!r}: {exc}"
-        if doc is not None:
-            raise doc.error((field,), message) from None
-        raise errors.ConfigError(message, field=field, value=text) from None
-    return obj
+    """``"package.module:function"`` -> the function (the working directory is importable). The
+    one importer behind specs, `ainative train --entrypoint` and `ainative serve --model`."""
+    module_name, sep, attr = str(text).partition(":")
+    message = None
+    if not sep or not module_name or not attr:
+        message = f"{field} must look like 'module:function', got {text!r}"
+    else:
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+            return obj
+        except (ImportError, AttributeError) as exc:
+            message = f"{field} {text!r} cannot be imported: {exc}"
+    if doc is not None:
+        raise doc.error((field,), message)
+    raise errors.ConfigError(message, field=field, value=text)
 
 
 def _convert(value: Any, tp: Any, doc: Document, path: Path_) -> Any:

@@ -29,7 +29,7 @@ def test_flags_become_an_endpoint():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--model", "no-colon"], "module:factory"),
+    (["--model", "no-colon"], "must look like 'module:function'"),
     (["--model", "ainative.nothing_here:f"], "cannot be imported"),
     (["--model", f"{__name__}:echo_model", "--batch", "0"], "max_batch_size"),
     (["--model", f"{__name__}:echo_model", "--slo-ms", "0"], "latency_slo_ms"),

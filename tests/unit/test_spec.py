@@ -146,7 +146,8 @@ def test_config_validation_error_points_at_the_field_line():
 
 def test_entrypoint_that_cannot_be_imported():
     doc = parse("kind: TrainJob\nname: x\nentrypoint: no_such_module_xyz:fn\n")[0]
-    with pytest.raises(errors.SpecError, match="spec.yaml:3: TrainJob.entrypoint: cannot import"):
+    expected = "spec.yaml:3: TrainJob.entrypoint: entrypoint 'no_such_module_xyz:fn' cannot be imported"
+    with pytest.raises(errors.SpecError, match=expected):
         spec.build(doc)
 
 

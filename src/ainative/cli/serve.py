@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import time
 from typing import Any
 
@@ -40,15 +39,9 @@ def register(sub: Any) -> None:
 
 
 def load_factory(path: str) -> Any:
-    module_name, sep, attr = path.partition(":")
-    if not sep or not module_name or not attr:
-        raise errors.ConfigError(f"--model must look like 'module:factory', got {path!r}",
-                                 field="model", value=path)
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as err:
-        raise errors.ConfigError(f"--model {path!r} cannot be imported: {err}", field="model",
-                                 value=path) from err
+    from ainative import spec
+
+    return spec.import_callable(path, field="model")
 
 
 def build_endpoint(args: argparse.Namespace) -> Any:

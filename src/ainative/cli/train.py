@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import sys
 from typing import Any
 
 from ainative import errors
@@ -49,16 +47,9 @@ def _parse_workers(text: str) -> int | tuple[int, int]:
 
 
 def _load(entrypoint: str) -> Any:
-    module_name, _, attr = entrypoint.partition(":")
-    if not module_name or not attr:
-        raise errors.ConfigError(f"--entrypoint must be module:function, got {entrypoint!r}",
-                                 field="entrypoint", value=entrypoint)
-    sys.path.insert(0, "")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise errors.ConfigError(f"--entrypoint {entrypoint!r} cannot be loaded: {exc}",
-                                 field="entrypoint", value=entrypoint) from None
+    from ainative import spec
+
+    return spec.import_callable(entrypoint, field="entrypoint")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
