@@ -30,8 +30,11 @@ def apply_file(path: str, *, address: str | None = None, kuberay: str | None = N
 
 def _apply_ray(docs: list[spec.Document], objects: dict[int, Any], address: str | None,
                out: Callable[[str], Any]) -> list[dict[str, Any]]:
+    import ray
+
     import ainative
 
+    started_here = not ray.is_initialized()
     cluster = ainative.connect(address)
     results: list[dict[str, Any]] = []
     _configure_queues(docs, objects, out, results)
@@ -60,7 +63,8 @@ def _apply_ray(docs: list[spec.Document], objects: dict[int, Any], address: str 
             out(f"KubeRayCluster {d.name}: ready at {up.address}")
             results.append({"kind": "KubeRayCluster", "name": d.name, "ok": True,
                             "address": up.address})
-    if cluster.owned and not any(r["kind"] == "Endpoint" for r in results):
+    # an embedded Ray that apply itself started ends with it, unless an endpoint is serving on it
+    if started_here and cluster.owned and not any(r["kind"] == "Endpoint" for r in results):
         cluster.shutdown()
     return results
 

@@ -51,7 +51,8 @@ def shutdown_current() -> None:
 def local_ray(**overrides: Any) -> ainative.Cluster:
     """The embedded local Ray (4 logical CPUs, 4 logical H100s by default), reused when up."""
     key = tuple(sorted({**LOCAL_DEFAULTS, **overrides}.items()))
-    if _CURRENT.kind == "local" and _CURRENT.key == key and ray.is_initialized():
+    if (_CURRENT.kind == "local" and _CURRENT.key == key and ray.is_initialized()
+            and local._gcs_address() == _CURRENT.handle.address):  # still the Ray we started
         return _CURRENT.handle
     shutdown_current()
     cluster = ainative.connect(**dict(key))
@@ -132,14 +133,23 @@ def logical_gpu_cluster(workers: Iterable[NodeSpec], head_cpus: int = 1) -> Logi
     return cluster
 
 
-def leaks(*, ignore_actor_classes: Iterable[str] = (), wait_s: float = 10.0) -> dict[str, list[str]]:
+def held() -> dict[str, list[str]]:
+    """What is held right now (see ``leaks``); a test takes this before it runs."""
+    return _leaks_now(())
+
+
+def leaks(*, before: dict[str, list[str]] | None = None, ignore_actor_classes: Iterable[str] = (),
+          wait_s: float = 10.0) -> dict[str, list[str]]:
     """What is still held: placement groups not REMOVED, alive actors, and resources whose free
-    amount is below the total (a custom resource or GPU not given back). Polls up to ``wait_s``
-    because Ray frees resources asynchronously after a kill."""
+    amount is below the total (a custom resource or GPU not given back), minus what was already
+    held ``before`` the test (a detached service another module started is not this test's leak).
+    Polls up to ``wait_s`` because Ray frees resources asynchronously after a kill."""
     ignore = tuple(ignore_actor_classes)
     deadline = time.monotonic() + wait_s
     while True:
         found = _leaks_now(ignore)
+        if before:
+            found = {k: [x for x in v if x not in set(before.get(k, ()))] for k, v in found.items()}
         if not any(found.values()) or time.monotonic() > deadline:
             return found
         time.sleep(0.2)

@@ -69,6 +69,9 @@ def shutdown() -> None:
     import ray
 
     protocol.set_admission_factory(None)
+    if not ray.is_initialized():  # nothing to stop (and ray.get_actor would start a new Ray)
+        _STATE.update(actor=None)
+        return
     actor = _find_actor()
     if actor is not None:
         ray.kill(actor, no_restart=True)
