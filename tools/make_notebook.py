@@ -13,7 +13,10 @@ CELLS: list[tuple[str, str]] = [
 Connect to Ray, shuffle a dataset, train on a 2-worker gang with a live progress widget, plot the
 loss curve, deploy the model as an autoscaled endpoint, query it, plot latency percentiles, and
 read the cost report. Runs on a laptop: an embedded Ray with 4 *logical* H100s."""),
-    ("code", """import os, tempfile, time
+    ("code", """import os
+import tempfile
+import time
+
 import ainative as ai
 
 work = tempfile.mkdtemp(prefix="ainative-nb-")
@@ -34,13 +37,16 @@ ds.count(), ds.schema()"""),
                   datasets={"train": ds}, progress=True)
 result = job.run()
 result.status, result.restarts, result.metrics"""),
-    ("code", """import matplotlib
-import matplotlib.pyplot as plt
+    ("code", """import matplotlib.pyplot as plt
+
 steps = [r["step"] for r in result.history]
 losses = [r["loss"] for r in result.history]
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.plot(steps, losses)
-ax.set_yscale("log"); ax.set_xlabel("step"); ax.set_ylabel("MSE loss"); ax.set_title("training loss")
+ax.set_yscale("log")
+ax.set_xlabel("step")
+ax.set_ylabel("MSE loss")
+ax.set_title("training loss")
 plt.show()"""),
     ("md", "## Deploy the trained model as an endpoint and query it"),
     ("code", """ckpt = result.checkpoint.removeprefix("file://")       # the latest committed checkpoint
@@ -64,7 +70,8 @@ lat = sorted(ms for ms, code in results if code == 200)
 pcts = {p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))] for p in (50, 90, 95, 99)}
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.bar([f"p{p}" for p in pcts], list(pcts.values()))
-ax.set_ylabel("ms"); ax.set_title(f"latency, {len(lat)}/{len(results)} ok")
+ax.set_ylabel("ms")
+ax.set_title(f"latency, {len(lat)}/{len(results)} ok")
 plt.show()
 h.metrics().to_dict()"""),
     ("md", "## Cost report, then release everything"),
