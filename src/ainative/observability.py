@@ -8,6 +8,7 @@ Recording never raises: metrics must not break the work they describe.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +17,13 @@ logger = logging.getLogger(__name__)
 _CACHE: dict[str, Any] = {}
 _LOCK = threading.Lock()
 DEFAULT_BOUNDARIES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+def _active() -> bool:
+    # Only where Ray is already connected: never import or start Ray just to record a metric
+    # (the simulator and the pure policies share code paths with the live system).
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
 
 
 def _get(kind: str, name: str, description: str, tag_keys: Sequence[str],
@@ -39,6 +47,8 @@ def _get(kind: str, name: str, description: str, tag_keys: Sequence[str],
 
 
 def counter(name: str, value: float = 1.0, *, description: str = "", **tags: str) -> None:
+    if not _active():
+        return
     try:
         _get("counter", name, description, sorted(tags)).inc(value, tags=tags or None)
     except Exception as exc:  # never let a metric break the caller
@@ -46,6 +56,8 @@ def counter(name: str, value: float = 1.0, *, description: str = "", **tags: str
 
 
 def gauge(name: str, value: float, *, description: str = "", **tags: str) -> None:
+    if not _active():
+        return
     try:
         _get("gauge", name, description, sorted(tags)).set(value, tags=tags or None)
     except Exception as exc:
@@ -54,6 +66,8 @@ def gauge(name: str, value: float, *, description: str = "", **tags: str) -> Non
 
 def histogram(name: str, value: float, *, description: str = "",
               boundaries: Sequence[float] | None = None, **tags: str) -> None:
+    if not _active():
+        return
     try:
         _get("histogram", name, description, sorted(tags), boundaries).observe(value, tags=tags or None)
     except Exception as exc:

@@ -1,6 +1,6 @@
 """Observability end to end: a queued TrainJob whose worker dies leaves a structured event log
-with the failure, its reason and the recovery (what `ainative logs JOB` prints), and training and
-scheduling metrics appear on Ray's Prometheus endpoint."""
+with the failure, its reason and the recovery (what `ainative logs JOB` prints), and training,
+scheduling and cost metrics appear on Ray's Prometheus endpoint."""
 
 from __future__ import annotations
 
@@ -43,7 +43,11 @@ def _scrape(names: tuple[str, ...], timeout_s: float = 40.0) -> dict[str, str]:
 
 def test_recovery_is_in_the_event_log_and_metrics_are_exported(ray_local, tmp_path, monkeypatch, no_leaks):
     monkeypatch.setenv("AINATIVE_EVENTS_DIR", str(tmp_path / "events"))
-    ai.scheduling.configure([ai.Queue("obs", quota={"H100": 4})], fresh=True)
+    ai.scheduling.configure([ai.Queue("obs", quota={"H100": 4})], prices=ai.PriceTable({"H100": 4.0}),
+                            guardrails=ai.cost.scheduler_guardrails([ai.Queue("obs", quota={"H100": 4})],
+                                                                    ai.PriceTable({"H100": 4.0}),
+                                                                    ledger_path=tmp_path / "ledger.sqlite"),
+                            fresh=True)
     try:
         job = ai.TrainJob(crash_once_fn, workers=2, name="obs-job", queue="obs",
                           resources=ai.Resources(cpus=1, accelerator=ai.Accelerator("H100")),
@@ -68,8 +72,9 @@ def test_recovery_is_in_the_event_log_and_metrics_are_exported(ray_local, tmp_pa
                          text=True, timeout=60, env={**os.environ})
     assert out.returncode == 0 and "failure" in out.stdout and "obs-job" in out.stdout
 
-    found = _scrape(("ray_ainative_train_restarts_total", "ray_ainative_train_world_size",
-                     "ray_ainative_sched_admitted_total", "ray_ainative_sched_pending"))
-    assert set(found) == {"ray_ainative_train_restarts_total", "ray_ainative_train_world_size",
-                          "ray_ainative_sched_admitted_total", "ray_ainative_sched_pending"}, found
+    names = ("ray_ainative_train_restarts_total", "ray_ainative_train_world_size",
+             "ray_ainative_sched_admitted_total", "ray_ainative_sched_pending",
+             "ray_ainative_cost_gpu_hours_total", "ray_ainative_cost_usd_total")
+    found = _scrape(names)
+    assert set(found) == set(names), found
     assert 'job="obs-job"' in found["ray_ainative_train_restarts_total"]

@@ -78,6 +78,7 @@ class Ledger:
                 db.execute("UPDATE meters SET last_meter_s = ? WHERE job = ?", (meter[1], meter[0]))
             db.executemany("INSERT INTO events (ts, job, kind, reason, message) VALUES (?, ?, ?, ?, ?)",
                            list(events))
+        _export(rows)
 
     def open_meter(self, job: JobSpec, started_s: float) -> None:
         with self._lock, self._transaction() as db:
@@ -146,6 +147,16 @@ class _Transaction:
 
     def __exit__(self, kind: Any, value: Any, tb: Any) -> None:
         self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _export(rows: list[tuple[Any, ...]]) -> None:
+    """Committed spend as Prometheus counters (inside a Ray process only; a no-op elsewhere)."""
+    from ainative import observability as obs
+
+    for _job, queue, team, accelerator, _s, _e, gpu_seconds, cost_usd in rows:
+        tags = {"queue": str(queue or ""), "team": str(team or ""), "accelerator": str(accelerator or "")}
+        obs.counter("cost_gpu_hours_total", gpu_seconds / 3600.0, description="GPU-hours charged", **tags)
+        obs.counter("cost_usd_total", cost_usd, description="spend charged, USD", **tags)
 
 
 def _spec_to_dict(job: JobSpec) -> dict[str, Any]:
