@@ -68,8 +68,9 @@ def map_batches(ds: Dataset, fn: Callable[[Any], Any], *, batch_size: int | None
         meta = ray.get([m for _, m, _ in outs])
         schemas = ray.get([s for _, _, s in outs])
     except Exception as exc:
-        for out, _, _ in outs:
-            ray.cancel(out)
+        # No ray.cancel of the other tasks: cancelling multi-return tasks that are completing
+        # trips a RAY_CHECK in Ray 2.60's task manager ("Tried to complete task that was not
+        # pending") and kills the driver. They are bounded and their outputs are dropped here.
         raise _runtime.unwrap(exc) from None
     schema = _blocks.check_schemas(schemas, "output block") if schemas else ds.schema()
     return Dataset(StaticBlocks([out for out, _, _ in outs], [tuple(m) for m in meta]), schema)
