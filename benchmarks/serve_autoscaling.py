@@ -19,6 +19,8 @@ each repetition; medians over repetitions. Targets: p99 <= 0.5x (a) and <= 0.8x 
 
 from __future__ import annotations
 
+import abc
+
 import argparse
 import asyncio
 import json
@@ -105,12 +107,13 @@ class PeerBatched:
 
 
 # ---- systems --------------------------------------------------------------------------------
-class System:
+class System(abc.ABC):
     def __init__(self, label: str, app: str) -> None:
         self.label, self.app = label, app
 
+    @abc.abstractmethod
     def deploy(self, kind: str, a_ms: float, b_ms: float, port: int) -> str:
-        raise NotImplementedError
+        """Deploy this system's app for model ``kind``; return its URL on 127.0.0.1."""
 
     def delete(self) -> None:
         serve.delete(self.app, _blocking=True)

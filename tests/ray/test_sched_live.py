@@ -13,26 +13,15 @@ import ray
 
 import ainative
 from ainative import errors, scheduling
-from ainative.policy.engine import PolicyConfig
 from ainative.scheduling import protocol
 from tests.support import clusters
-from tests.support.clusters import NodeSpec
 
 GPU = ainative.Resources(cpus=0.5, accelerator=ainative.Accelerator("H100"))
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    import os
-
-    os.environ["AINATIVE_SCHEDULER_STATE_DIR"] = str(tmp_path_factory.mktemp("sched"))
-    c = clusters.logical_gpu_cluster([NodeSpec(gpus=2, cpus=2), NodeSpec(gpus=2, cpus=2)])
-    scheduling.configure([ainative.Queue("a", quota={"H100": 2}, cohort="r"),
-                          ainative.Queue("b", quota={"H100": 2}, cohort="r")],
-                         policy=PolicyConfig(min_runtime_s=0, preempt_retry_s=0), fresh=True)
-    yield c
-    scheduling.shutdown()
-    clusters.shutdown_current()
+    yield from clusters.two_team_scheduler(str(tmp_path_factory.mktemp("sched")))
 
 
 @ray.remote(num_cpus=0)

@@ -13,10 +13,8 @@ import pytest
 
 import ainative
 from ainative import scheduling
-from ainative.policy.engine import PolicyConfig
 from ainative.scheduling import protocol
 from tests.support import clusters
-from tests.support.clusters import NodeSpec
 
 pytestmark = pytest.mark.slow
 TWO_GPUS = ainative.Resources(cpus=0.5, accelerator=ainative.Accelerator("H100", 2))
@@ -39,14 +37,7 @@ def train_fn(config: dict) -> None:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    os.environ["AINATIVE_SCHEDULER_STATE_DIR"] = str(tmp_path_factory.mktemp("sched-tj"))
-    c = clusters.logical_gpu_cluster([NodeSpec(gpus=2, cpus=2), NodeSpec(gpus=2, cpus=2)])
-    scheduling.configure([ainative.Queue("a", quota={"H100": 2}, cohort="r"),
-                          ainative.Queue("b", quota={"H100": 2}, cohort="r")],
-                         policy=PolicyConfig(min_runtime_s=0, preempt_retry_s=0), fresh=True)
-    yield c
-    scheduling.shutdown()
-    clusters.shutdown_current()
+    yield from clusters.two_team_scheduler(str(tmp_path_factory.mktemp("sched-tj")))
 
 
 def make_job(tmp_path, workers: int, steps: int) -> ainative.TrainJob:

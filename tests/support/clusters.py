@@ -174,3 +174,27 @@ def _leaks_now(ignore: tuple[str, ...]) -> dict[str, list[str]]:
                 if free.get(node_id, {}).get(key, 0.0) + 1e-6 < amount:
                     held.append(f"{key} on {node_id[:8]}: {free.get(node_id, {}).get(key, 0.0)}/{amount}")
     return {"placement_groups": pgs, "actors": actors, "resources": held}
+
+
+def two_team_scheduler(state_dir: str) -> Any:
+    """Generator for a module fixture: 2 nodes x 2 logical H100s, and a scheduler with queues "a"
+    and "b" (2 H100 each, one cohort, no protection window) whose state lives in ``state_dir``.
+    Restores the environment and shuts everything down afterwards."""
+    from ainative import scheduling
+    from ainative.policy.engine import PolicyConfig
+
+    previous = os.environ.get("AINATIVE_SCHEDULER_STATE_DIR")
+    os.environ["AINATIVE_SCHEDULER_STATE_DIR"] = state_dir
+    cluster = logical_gpu_cluster([NodeSpec(gpus=2, cpus=2), NodeSpec(gpus=2, cpus=2)])
+    try:
+        scheduling.configure([ainative.Queue("a", quota={"H100": 2}, cohort="r"),
+                              ainative.Queue("b", quota={"H100": 2}, cohort="r")],
+                             policy=PolicyConfig(min_runtime_s=0, preempt_retry_s=0), fresh=True)
+        yield cluster
+    finally:
+        scheduling.shutdown()
+        shutdown_current()
+        if previous is None:
+            os.environ.pop("AINATIVE_SCHEDULER_STATE_DIR", None)
+        else:
+            os.environ["AINATIVE_SCHEDULER_STATE_DIR"] = previous
