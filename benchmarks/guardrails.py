@@ -24,8 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from ainative.cost import simulate as sim
-from ainative.policy import guardrails as g
+from ainative.sim import guardrails as sim
+from ainative.policy.cost import guardrails as g
 from ainative.policy.pricing import Budget, IdlePolicy, PriceTable
 from ainative.policy.queues import Queue
 

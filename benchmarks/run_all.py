@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["train_overhead.py", "shuffle.py", "serve_autoscaling.py", "scheduling.py", "guardrails.py"]
+ORDER = ["train_overhead.py", "shuffle.py", "serve_autoscaling.py", "scheduling.py", "guardrails.py",
+         "control_plane.py"]
 
 
 def main(argv: list[str]) -> int:

@@ -1,26 +1,45 @@
-"""Bursty inference load: Ray Serve defaults vs Serve + @serve.batch vs an ainative Endpoint.
+"""Bursty inference load: Ray Serve as its docs advise (default, tuned, + @serve.batch) vs
+``ainative.Endpoint``, in one run (issue 15).
 
-The model emulates an accelerator: a batch of n requests costs ``a + b * n`` ms of device time,
-one batch at a time per replica (a sleep, so replicas really scale on this 2-core machine); one
-more run uses a real small torch MLP on CPU. The same open-loop load (idle -> 10x burst -> idle,
-bounded, 127.0.0.1) is replayed against
+Scenarios (open-loop load from one client on 127.0.0.1, the same send times for every system):
 
-  (a) Ray Serve, ``autoscaling_config`` with the same min/max and every other field default, no
-      batching;
-  (b) the same with ``@serve.batch`` (same max batch size and wait as ours);
-  (c) ``ainative.Endpoint`` with BatchingConfig and AutoscalingConfig (latency SLO).
+  unbatchable  20 ms of serialised "device" time a request, batch size 1 for everyone: only the
+               autoscaler decides. 5 -> 50 -> 5 req/s (a 10x burst).
+  batchable    a batch of n costs 50 + 1*n ms on one device. 10 -> 100 -> 10 req/s.
+  torch        a real sub-millisecond torch MLP on CPU, steady 50 req/s (no scaling needed).
 
-All three replicas ask for 0.5 CPU (so 4 fit, as in PEER-BASELINES.md). Systems alternate within
-each repetition; medians over repetitions. Targets: p99 <= 0.5x (a) and <= 0.8x (b) at <= 1.0x
-(a)'s replica-seconds, zero failed requests.
+Phases: idle / burst / idle = 20 / 60 / 30 s in the full run (a burst of 60 s, twice Serve's
+default 30 s upscale delay, so that Serve's own autoscaler acts), 5 / 15 / 8 s with --quick.
+Every replica asks for 0.5 CPU, min 1 / max 4 replicas. Systems (every setting stated):
 
-    flock /tmp/ainative-bench.lock .venv/bin/python benchmarks/serve_autoscaling.py [--quick]
+  serve-default   autoscaling_config {min 1, max 4}, everything else Serve's default
+                  (target_ongoing_requests 2, max_ongoing_requests 5, upscale_delay_s 30, ...)
+  serve-tuned     as Serve's autoscaling guide advises for bursty traffic: upscale_delay_s 0.5,
+                  downscale_delay_s 10, metrics_interval_s 0.5, look_back_period_s 2,
+                  target_ongoing_requests 1, max_ongoing_requests 4 (unbatchable); with
+                  @serve.batch(16, 5 ms), max_ongoing_requests 32 and target_ongoing_requests 16
+                  (batchable)
+  serve-batch     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005) with
+                  max_ongoing_requests 32 (>= max_batch_size, as Serve warns), default autoscaling
+  ainative        Endpoint(resources 0.5 CPU, AutoscalingConfig(1, 4) defaults; batchable:
+                  BatchingConfig(16, 5 ms), target_concurrency 16)
+  ainative-slo    the same with latency_slo_ms 500 and shed_over_slo=True (503 + Retry-After)
+
+The Serve peers' batch handler calls the device *blocking* (time.sleep in the handler, as a torch
+model on a GPU is called): with an awaited device Serve forms each next batch while the previous
+one runs, so batches stay at what arrives within batch_wait_timeout_s and throughput collapses
+(benchmarks/serve_batch_probe.py measures that). Reported per system: failed requests (not 200,
+shed excluded), shed (503 "shed"), p50/p99 over requests sent during the burst, time from the
+burst's start to the first replica added, replica-seconds of the model deployment over the
+schedule, peak replicas. Systems alternate in order per repetition; medians over repetitions.
+
+    flock /tmp/ainative-ray.lock flock /tmp/ainative-bench.lock \\
+        .venv/bin/python benchmarks/serve_autoscaling.py [--quick] [--scenario unbatchable]
 """
 
 from __future__ import annotations
 
 import abc
-
 import argparse
 import asyncio
 import json
@@ -42,16 +61,31 @@ import ainative as ai
 MIN_REPLICAS, MAX_REPLICAS, REPLICA_CPUS = 1, 4, 0.5
 MAX_BATCH, MAX_WAIT_MS = 16, 5.0
 CLIENT_TIMEOUT_S = 15.0
+SLO_MS = 500.0
+# scenario -> (a_ms, b_ms, batchable, idle_rps, burst_rps)
+SCENARIOS: dict[str, tuple[float, float, bool, float, float]] = {
+    "unbatchable": (20.0, 0.0, False, 5.0, 50.0),
+    "batchable": (50.0, 1.0, True, 10.0, 100.0),
+    "torch": (0.0, 0.0, False, 50.0, 50.0),
+}
+TUNED = {"upscale_delay_s": 0.5, "downscale_delay_s": 10.0, "metrics_interval_s": 0.5,
+         "look_back_period_s": 2.0}
 
 
 # ---- models ---------------------------------------------------------------------------------
-def emulated(a_ms: float, b_ms: float) -> Any:
-    """Our factory: a sync batched model; our replica runs it on one 'device' thread."""
+def emulated(a_ms: float, b_ms: float, batchable: bool) -> Any:
+    """Our factory: a sync model; our replica runs it on one 'device' thread."""
     def factory() -> Any:
-        def model(batch: list[Any]) -> list[Any]:
-            time.sleep((a_ms + b_ms * len(batch)) / 1000.0)
-            return [x * 2 for x in batch]
-        return model
+        if batchable:
+            def batched(batch: list[Any]) -> list[Any]:
+                time.sleep((a_ms + b_ms * len(batch)) / 1000.0)
+                return [x * 2 for x in batch]
+            return batched
+
+        def one(x: Any) -> Any:
+            time.sleep((a_ms + b_ms) / 1000.0)
+            return x * 2
+        return one
     return factory
 
 
@@ -64,43 +98,52 @@ def torch_mlp() -> Any:
 
 
 class _PeerModel:
-    """The same work for the Serve peers: emulated device (serialised by a lock) or torch MLP."""
+    """The same work for the Serve peers: the emulated device or the torch MLP."""
 
     def __init__(self, kind: str, a_ms: float, b_ms: float) -> None:
-        self.kind, self.a_ms, self.b_ms = kind, a_ms, b_ms
+        self.a_ms, self.b_ms = a_ms, b_ms
         self.lock = asyncio.Lock()
         self.net = torch_mlp() if kind == "torch" else None
 
-    async def run(self, xs: list[Any]) -> list[Any]:
-        async with self.lock:  # one batch at a time, like one device
+    async def one(self, x: Any) -> Any:
+        """Unbatched: one request at a time on the device (an awaited lock, like a stream)."""
+        async with self.lock:
             if self.net is None:
-                await asyncio.sleep((self.a_ms + self.b_ms * len(xs)) / 1000.0)
-                return [x * 2 for x in xs]
-            import torch
+                await asyncio.sleep((self.a_ms + self.b_ms) / 1000.0)
+                return x * 2
+            return self.forward([x])[0]
 
-            with torch.inference_mode():
-                return self.net(torch.as_tensor(xs, dtype=torch.float32)).tolist()  # type: ignore[no-any-return]
+    def batch(self, xs: list[Any]) -> list[Any]:
+        """Batched: called blocking from the batch handler (see the module docstring)."""
+        if self.net is None:
+            time.sleep((self.a_ms + self.b_ms * len(xs)) / 1000.0)
+            return [x * 2 for x in xs]
+        return self.forward(xs)
+
+    def forward(self, xs: list[Any]) -> list[Any]:
+        import torch
+
+        with torch.inference_mode():
+            return self.net(torch.as_tensor(xs, dtype=torch.float32)).tolist()  # type: ignore[misc,no-any-return]
 
 
-@serve.deployment(ray_actor_options={"num_cpus": REPLICA_CPUS},
-                  autoscaling_config={"min_replicas": MIN_REPLICAS, "max_replicas": MAX_REPLICAS})
+@serve.deployment(ray_actor_options={"num_cpus": REPLICA_CPUS})
 class PeerPlain:
     def __init__(self, kind: str, a_ms: float, b_ms: float) -> None:
         self.model = _PeerModel(kind, a_ms, b_ms)
 
     async def __call__(self, request: Any) -> Any:
-        return {"result": (await self.model.run([await request.json()]))[0]}
+        return {"result": await self.model.one(await request.json())}
 
 
-@serve.deployment(ray_actor_options={"num_cpus": REPLICA_CPUS},
-                  autoscaling_config={"min_replicas": MIN_REPLICAS, "max_replicas": MAX_REPLICAS})
+@serve.deployment(ray_actor_options={"num_cpus": REPLICA_CPUS})
 class PeerBatched:
     def __init__(self, kind: str, a_ms: float, b_ms: float) -> None:
         self.model = _PeerModel(kind, a_ms, b_ms)
 
     @serve.batch(max_batch_size=MAX_BATCH, batch_wait_timeout_s=MAX_WAIT_MS / 1000.0)
     async def infer(self, xs: list[Any]) -> list[Any]:
-        return await self.model.run(xs)
+        return self.model.batch(xs)
 
     async def __call__(self, request: Any) -> Any:
         return {"result": await self.infer(await request.json())}
@@ -108,91 +151,134 @@ class PeerBatched:
 
 # ---- systems --------------------------------------------------------------------------------
 class System(abc.ABC):
-    def __init__(self, label: str, app: str) -> None:
-        self.label, self.app = label, app
+    label = ""
+
+    def __init__(self, app: str) -> None:
+        self.app = app
 
     @abc.abstractmethod
-    def deploy(self, kind: str, a_ms: float, b_ms: float, port: int) -> str:
-        """Deploy this system's app for model ``kind``; return its URL on 127.0.0.1."""
+    def deploy(self, kind: str, port: int) -> str:
+        """Deploy this system's app for scenario ``kind``; return its URL on 127.0.0.1."""
 
     def delete(self) -> None:
         serve.delete(self.app, _blocking=True)
 
+    def settings(self, kind: str) -> dict[str, Any]:
+        return {}
+
 
 class Peer(System):
-    def __init__(self, label: str, app: str, cls: Any) -> None:
-        super().__init__(label, app)
-        self.cls = cls
+    def __init__(self, label: str, app: str, batched: bool, tuned: bool) -> None:
+        super().__init__(app)
+        self.label, self.batched, self.tuned = label, batched, tuned
 
-    def deploy(self, kind: str, a_ms: float, b_ms: float, port: int) -> str:
-        serve.run(self.cls.bind(kind, a_ms, b_ms), name=self.app, route_prefix=f"/{self.app}")
+    def settings(self, kind: str) -> dict[str, Any]:
+        batch = self.batched and SCENARIOS[kind][2]
+        auto: dict[str, Any] = {"min_replicas": MIN_REPLICAS, "max_replicas": MAX_REPLICAS}
+        options: dict[str, Any] = {}
+        if batch:
+            options["max_ongoing_requests"] = 2 * MAX_BATCH
+        if self.tuned:
+            auto.update(TUNED, target_ongoing_requests=MAX_BATCH if batch else 1)
+            options.setdefault("max_ongoing_requests", 4)
+        return {"batch": batch, "autoscaling_config": auto, **options}
+
+    def deploy(self, kind: str, port: int) -> str:
+        a_ms, b_ms = SCENARIOS[kind][:2]
+        s = dict(self.settings(kind))
+        cls = PeerBatched if s.pop("batch") else PeerPlain
+        serve.run(cls.options(**s).bind(kind, a_ms, b_ms), name=self.app,
+                  route_prefix=f"/{self.app}")
         return f"http://127.0.0.1:{port}/{self.app}"
 
 
 class Ours(System):
     handle: Any = None
 
-    def deploy(self, kind: str, a_ms: float, b_ms: float, port: int) -> str:
-        model = torch_mlp if kind == "torch" else emulated(a_ms, b_ms)
-        self.handle = ai.Endpoint(
-            model, name=self.app, route=f"/{self.app}",
-            resources=ai.Resources(cpus=REPLICA_CPUS),
-            batching=ai.BatchingConfig(max_batch_size=MAX_BATCH, max_wait_ms=MAX_WAIT_MS),
-            autoscaling=ai.AutoscalingConfig(min_replicas=MIN_REPLICAS, max_replicas=MAX_REPLICAS,
-                                             target_concurrency=16, latency_slo_ms=200,
-                                             upscale_delay_s=0.5, downscale_delay_s=5),
-        ).deploy()
+    def __init__(self, label: str, app: str, slo: bool) -> None:
+        super().__init__(app)
+        self.label, self.slo = label, slo
+
+    def endpoint(self, kind: str) -> Any:
+        a_ms, b_ms, batchable = SCENARIOS[kind][:3]
+        auto = {"min_replicas": MIN_REPLICAS, "max_replicas": MAX_REPLICAS}
+        if batchable:
+            auto["target_concurrency"] = MAX_BATCH
+        if self.slo:
+            auto.update(latency_slo_ms=SLO_MS, shed_over_slo=True)
+        return ai.Endpoint(
+            torch_mlp if kind == "torch" else emulated(a_ms, b_ms, batchable), name=self.app,
+            route=f"/{self.app}", resources=ai.Resources(cpus=REPLICA_CPUS),
+            batching=ai.BatchingConfig(max_batch_size=MAX_BATCH, max_wait_ms=MAX_WAIT_MS)
+            if batchable else None,
+            autoscaling=ai.AutoscalingConfig(**auto))
+
+    def settings(self, kind: str) -> dict[str, Any]:
+        ep = self.endpoint(kind)
+        return {"batching": str(ep.batching), "autoscaling": ep.autoscaling.to_dict()}
+
+    def deploy(self, kind: str, port: int) -> str:
+        self.handle = self.endpoint(kind).deploy()
         return str(self.handle.url)
 
     def delete(self) -> None:
         self.handle.delete()
 
 
-SYSTEMS = [Peer("(a) serve default", "peer-plain", PeerPlain),
-           Peer("(b) serve + @serve.batch", "peer-batch", PeerBatched),
-           Ours("(c) ainative", "ainative-ep")]
+def systems_for(kind: str) -> list[System]:
+    out: list[System] = [Peer("serve-default", "peer-default", batched=False, tuned=False),
+                         Peer("serve-tuned", "peer-tuned", batched=True, tuned=True)]
+    if SCENARIOS[kind][2]:
+        out.append(Peer("serve-batch", "peer-batch", batched=True, tuned=False))
+    out += [Ours("ainative", "ainative-ep", slo=False)]
+    if kind != "torch":
+        out.append(Ours("ainative-slo", "ainative-slo", slo=True))
+    return out
 
 
 # ---- load -----------------------------------------------------------------------------------
-def schedule(idle_rps: float, phases_s: tuple[float, float, float]) -> list[float]:
-    """Send times (s): idle rate, 10x burst, idle rate; evenly spaced, identical for every system."""
+def schedule(rates: tuple[float, float, float], phases_s: tuple[float, float, float]) -> list[float]:
+    """Send times (s): idle rate, burst rate, idle rate; evenly spaced."""
     times, t0 = [], 0.0
-    for rate, length in zip((idle_rps, 10 * idle_rps, idle_rps), phases_s):
-        n = int(rate * length)
-        times += [t0 + i / rate for i in range(n)]
+    for rate, length in zip(rates, phases_s):
+        times += [t0 + i / rate for i in range(int(rate * length))]
         t0 += length
     return times
 
 
-async def _replay(url: str, times: list[float], payload: Any) -> list[tuple[float, int, float]]:
-    """Open loop: each request leaves at its time whatever happened to earlier ones."""
-    out: list[tuple[float, int, float]] = []
+async def _replay(url: str, times: list[float], payload: Any) -> list[tuple[float, int, float, str]]:
+    """Open loop: each request leaves at its time whatever happened to earlier ones.
+    -> (send offset, status, latency ms, status word of a 503 body)"""
+    out: list[tuple[float, int, float, str]] = []
     timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S)
-    conn = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(timeout=timeout, connector=conn) as session:
+    async with aiohttp.ClientSession(timeout=timeout,
+                                     connector=aiohttp.TCPConnector(limit=0)) as session:
         start = time.monotonic()
 
         async def one(at: float) -> None:
             await asyncio.sleep(max(0.0, start + at - time.monotonic()))
-            t = time.monotonic()
+            t, word = time.monotonic(), ""
             try:
                 async with session.post(url, json=payload) as resp:
-                    await resp.read()
+                    body = await resp.read()
                     code = resp.status
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+                    if code == 503:
+                        word = str(json.loads(body).get("status", ""))
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
                 code = -1
-            out.append((at, code, (time.monotonic() - t) * 1000.0))
+            out.append((at, code, (time.monotonic() - t) * 1000.0, word))
 
         await asyncio.gather(*(one(at) for at in times))
     return out
 
 
 class ReplicaMeter:
-    """Integrates the replica count (running + starting) of the model deployment over time."""
+    """Integrates the model deployment's replica count (running + starting) over the schedule and
+    notes when the first replica beyond the initial count appeared."""
 
     def __init__(self, app: str, window_s: float) -> None:
-        self.app, self.seconds, self.peak = app, 0.0, 0
-        self.window_s = window_s
+        self.app, self.seconds, self.peak, self.window_s = app, 0.0, 0, window_s
+        self.first_up_s: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -200,27 +286,25 @@ class ReplicaMeter:
         status = serve.status().applications.get(self.app)
         if status is None:
             return 0
-        total = 0
-        for name, dep in status.deployments.items():
-            if name.endswith("-ingress"):
-                continue  # ours: the 0-CPU ingress reserves nothing (reported separately)
-            total += sum(n for state, n in dep.replica_states.items()
-                         if str(getattr(state, "value", state)) in ("RUNNING", "STARTING"))
-        return total
+        return sum(n for name, dep in status.deployments.items() if not name.endswith("-ingress")
+                   for state, n in dep.replica_states.items()
+                   if str(getattr(state, "value", state)) in ("RUNNING", "STARTING"))
 
     def _run(self) -> None:
-        # Only the schedule's window counts, so a system whose requests hang until the client
-        # times out is not charged (or credited) for the drain.
         last = start = time.monotonic()
+        initial: int | None = None
         while not self._stop.is_set():
             n = self._count()
             now = min(time.monotonic(), start + self.window_s)
+            initial = n if initial is None else initial
+            if self.first_up_s is None and n > initial:
+                self.first_up_s = now - start
             self.seconds += n * (now - last)
             self.peak = max(self.peak, n)
             last = now
             if now >= start + self.window_s:
                 return
-            self._stop.wait(0.25)
+            self._stop.wait(0.2)
 
     def __enter__(self) -> ReplicaMeter:
         self._thread.start()
@@ -238,132 +322,121 @@ def pct(values: list[float], p: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered))) - 1))]
 
 
-def run_one(system: System, kind: str, a_ms: float, b_ms: float, port: int, times: list[float],
-            payload: Any) -> dict[str, Any]:
-    url = system.deploy(kind, a_ms, b_ms, port)
+def run_one(system: System, kind: str, port: int, phases: tuple[float, float, float]
+            ) -> dict[str, Any]:
+    idle, burst = SCENARIOS[kind][3:]
+    times = schedule((idle, burst, idle), phases)
+    payload: Any = [0.1] * 32 if kind == "torch" else 1
+    url = system.deploy(kind, port)
     try:
-        asyncio.run(_replay(url, [i * 0.05 for i in range(10)], payload))  # warm the path
-        with ReplicaMeter(system.app, sum(PHASES)) as meter:
+        asyncio.run(_replay(url, [i * 0.1 for i in range(10)], payload))  # warm the path
+        with ReplicaMeter(system.app, sum(phases)) as meter:
             t0 = time.monotonic()
             results = asyncio.run(_replay(url, times, payload))
             wall = time.monotonic() - t0
     finally:
         system.delete()
-    ok = [ms for _, code, ms in results if code == 200]
-    burst = [ms for at, code, ms in results if code == 200 and times_in_burst(at)]
+    lo, hi = phases[0], phases[0] + phases[1]
+    shed = [r for r in results if r[1] == 503 and r[3] == "shed"]
+    ok = [ms for _, code, ms, _ in results if code == 200]
+    in_burst = [ms for at, code, ms, _ in results if code == 200 and lo <= at < hi]
+    first_up = meter.first_up_s
     return {"system": system.label, "kind": kind, "requests": len(results), "ok": len(ok),
-            "failed": len(results) - len(ok), "p50_ms": pct(ok, 50), "p95_ms": pct(ok, 95),
-            "p99_ms": pct(ok, 99), "burst_p99_ms": pct(burst, 99),
-            "throughput_rps": len(ok) / wall, "wall_s": wall,
+            "shed": len(shed), "failed": len(results) - len(ok) - len(shed),
+            "p50_ms": pct(ok, 50), "p99_ms": pct(ok, 99), "burst_p50_ms": pct(in_burst, 50),
+            "burst_p99_ms": pct(in_burst, 99), "throughput_rps": len(ok) / wall, "wall_s": wall,
+            "first_scale_up_after_burst_s": None if first_up is None else first_up - lo,
             "replica_seconds": meter.seconds, "peak_replicas": meter.peak}
 
 
-BURST: tuple[float, float] = (0.0, 0.0)
-PHASES: tuple[float, float, float] = (0.0, 0.0, 0.0)
-
-
-def times_in_burst(at: float) -> bool:
-    return BURST[0] <= at < BURST[1]
-
-
-def median_of(rows: list[dict[str, Any]], key: str) -> float | None:
-    values = [r[key] for r in rows if r[key] is not None]
-    return statistics.median(values) if values else None
+KEYS = ("burst_p50_ms", "burst_p99_ms", "p99_ms", "failed", "shed",
+        "first_scale_up_after_burst_s", "replica_seconds", "peak_replicas", "throughput_rps")
 
 
 def summarize(rows: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for system in SYSTEMS:
-        mine = [r for r in rows if r["system"] == system.label and r["kind"] == kind]
-        if mine:
-            out[system.label] = {k: median_of(mine, k) for k in (
-                "p50_ms", "p95_ms", "p99_ms", "burst_p99_ms", "throughput_rps", "failed",
-                "replica_seconds", "peak_replicas")}
-            out[system.label]["reps"] = len(mine)
+    for label in dict.fromkeys(r["system"] for r in rows if r["kind"] == kind):
+        mine = [r for r in rows if r["system"] == label and r["kind"] == kind]
+        out[label] = {k: _median([r[k] for r in mine]) for k in KEYS}
+        out[label]["reps"] = len(mine)
     return out
 
 
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
 def ratios(summary: dict[str, dict[str, Any]]) -> dict[str, float | None]:
-    a, b, c = (summary.get(s.label) for s in SYSTEMS)
-    if not (a and b and c):
-        return {}
-
-    def div(x: float | None, y: float | None) -> float | None:
-        return None if x is None or not y else x / y
-
-    return {"p99_vs_a": div(c["p99_ms"], a["p99_ms"]), "p99_vs_b": div(c["p99_ms"], b["p99_ms"]),
-            "replica_seconds_vs_a": div(c["replica_seconds"], a["replica_seconds"])}
+    ours = summary.get("ainative")
+    out: dict[str, float | None] = {}
+    if not ours:
+        return out
+    for peer in ("serve-default", "serve-tuned", "serve-batch"):
+        theirs = summary.get(peer)
+        if theirs:
+            for key in ("burst_p99_ms", "p99_ms", "replica_seconds"):
+                a, b = ours[key], theirs[key]
+                out[f"{key}_vs_{peer}"] = None if a is None or not b else a / b
+    return out
 
 
 def main() -> None:
-    global BURST, PHASES
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short phases (a 3-minute run)")
+    parser.add_argument("--quick", action="store_true", help="5 / 15 / 8 s phases")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--a-ms", type=float, default=50.0, help="fixed device ms per batch")
-    parser.add_argument("--b-ms", type=float, default=1.0, help="device ms per request in a batch")
-    parser.add_argument("--idle-rps", type=float, default=10.0, help="idle rate; the burst is 10x")
-    parser.add_argument("--no-torch", action="store_true", help="skip the torch CPU model run")
+    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS),
+                        help="run only these scenarios (repeatable); default all")
     args = parser.parse_args()
-    phases = (4.0, 8.0, 4.0) if args.quick else (10.0, 20.0, 10.0)
-    BURST = (phases[0], phases[0] + phases[1])
-    PHASES = phases
-    times = schedule(args.idle_rps, phases)
+    phases = (5.0, 15.0, 8.0) if args.quick else (20.0, 60.0, 30.0)
+    kinds = args.scenario or list(SCENARIOS)
     load_before = os.getloadavg()[0]
     ai.connect(num_cpus=4, include_dashboard=False)
-    port = ai_serve_port()
-    rows: list[dict[str, Any]] = []
-    plan = [("emulated", r) for r in range(args.reps)]
-    if not args.no_torch:
-        plan += [("torch", r) for r in range(1 if args.quick else 2)]
-    for kind, rep in plan:
-        order = SYSTEMS[rep % 3:] + SYSTEMS[: rep % 3]  # alternate who goes first
-        payload: Any = [0.1] * 32 if kind == "torch" else 1
-        for system in order:
-            row = run_one(system, kind, args.a_ms, args.b_ms, port, times, payload)
-            row["rep"] = rep
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    load_after = os.getloadavg()[0]
-    serve.shutdown()
-    report(args, rows, times, phases, load_before, load_after)
-
-
-def ai_serve_port() -> int:
     from ainative.serve import _runtime
 
-    return _runtime.ensure_serve()
+    port = _runtime.ensure_serve()
+    rows: list[dict[str, Any]] = []
+    for kind in kinds:
+        systems = systems_for(kind)
+        for rep in range(args.reps):
+            shift = rep % len(systems)
+            for system in systems[shift:] + systems[:shift]:   # alternate who goes first
+                row = run_one(system, kind, port, phases)
+                row["rep"] = rep
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    load_after = os.getloadavg()[0]
+    serve.shutdown()
+    report(args, kinds, phases, rows, load_before, load_after)
 
 
-def report(args: argparse.Namespace, rows: list[dict[str, Any]], times: list[float],
-           phases: tuple[float, float, float], load_before: float, load_after: float) -> None:
+def report(args: argparse.Namespace, kinds: list[str], phases: tuple[float, float, float],
+           rows: list[dict[str, Any]], load_before: float, load_after: float) -> None:
     import torch
 
     result: dict[str, Any] = {
         "benchmark": "serve_autoscaling", "quick": args.quick, "reps": args.reps,
-        "model": {"a_ms": args.a_ms, "b_ms": args.b_ms, "max_batch": MAX_BATCH,
-                  "max_wait_ms": MAX_WAIT_MS, "torch": "MLP 32-256-256-8"},
-        "load": {"idle_rps": args.idle_rps, "burst_rps": 10 * args.idle_rps, "phases_s": phases,
-                 "requests": len(times), "client_timeout_s": CLIENT_TIMEOUT_S},
+        "phases_s": phases, "client_timeout_s": CLIENT_TIMEOUT_S, "slo_ms": SLO_MS,
+        "scenarios": {k: dict(zip(("a_ms", "b_ms", "batchable", "idle_rps", "burst_rps"),
+                                  SCENARIOS[k])) for k in kinds},
+        "settings": {k: {s.label: s.settings(k) for s in systems_for(k)} for k in kinds},
         "machine": {"cores": os.cpu_count(), "memory_bytes": os.sysconf("SC_PAGE_SIZE")
                     * os.sysconf("SC_PHYS_PAGES"), "gpu": "none", "platform": platform.platform(),
                     "loadavg_1min_before": load_before, "loadavg_1min_after": load_after},
         "versions": {"python": sys.version.split()[0], "ray": ray.__version__,
                      "torch": torch.__version__, "ainative": ai.__version__},
         "runs": rows, "summary": {}, "ratios": {}}
-    for kind in ("emulated", "torch"):
+    for kind in kinds:
         summary = summarize(rows, kind)
-        if summary:
-            result["summary"][kind] = summary
-            result["ratios"][kind] = ratios(summary)
-            print(f"\n== {kind} model: medians over reps ==")
-            print(f"{'system':28} {'p50':>8} {'p95':>8} {'p99':>8} {'rps':>7} {'failed':>7} "
-                  f"{'rep-s':>7} {'peak':>5}")
-            for label, s in summary.items():
-                print(f"{label:28} {_f(s['p50_ms'])} {_f(s['p95_ms'])} {_f(s['p99_ms'])} "
-                      f"{s['throughput_rps']:7.1f} {s['failed']:7.0f} {s['replica_seconds']:7.1f} "
-                      f"{s['peak_replicas']:5.0f}")
-            print("ratios (c vs a/b):", json.dumps(result["ratios"][kind]))
+        result["summary"][kind], result["ratios"][kind] = summary, ratios(summary)
+        print(f"\n== {kind}: medians over reps ==")
+        print(f"{'system':15} {'b-p50':>8} {'b-p99':>8} {'failed':>7} {'shed':>6} {'1st-up':>7} "
+              f"{'rep-s':>7} {'peak':>5}")
+        for label, s in summary.items():
+            print(f"{label:15} {_f(s['burst_p50_ms'])} {_f(s['burst_p99_ms'])} {s['failed']:7.0f} "
+                  f"{s['shed']:6.0f} {_f(s['first_scale_up_after_burst_s'], 7)} "
+                  f"{s['replica_seconds']:7.1f} {s['peak_replicas']:5.0f}")
+        print("ratios:", json.dumps(result["ratios"][kind]))
     print(f"loadavg 1-min before {load_before:.1f}, after {load_after:.1f}")
     out = Path(__file__).parent / "results" / (
         "serve_autoscaling_quick.json" if args.quick else "serve_autoscaling.json")
@@ -372,8 +445,8 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]], times: list[flo
     print("wrote", out)
 
 
-def _f(x: float | None) -> str:
-    return f"{x:8.1f}" if x is not None else "       -"
+def _f(x: float | None, width: int = 8) -> str:
+    return f"{x:{width}.1f}" if x is not None else " " * (width - 1) + "-"
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ import pytest
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TQDM_DISABLE", "1")
+# A Ray call from a background thread after its cluster was shut down must fail, not auto-connect
+# to whichever other Ray runs on this machine (seen: a teardown joined another engineer's cluster).
+os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
 # Event logs, ledgers and scheduler state of the tests stay out of the user's ~/.ainative; set
 # before any Ray starts so that Ray's workers and actors inherit it.
 os.environ.setdefault("AINATIVE_HOME", tempfile.mkdtemp(prefix="ainative-tests-"))

@@ -1,9 +1,12 @@
 """Run a validated spec file: documents in order, after *all* of them validated.
 
-Queue and Budget documents configure the scheduler first (a budget attaches to its queue);
+Queue, Budget and SchedulerPolicy documents configure the scheduler first (a budget attaches to its
+queue; a SchedulerPolicy sets ``ai.PolicyConfig``);
 Dataset documents build datasets that TrainJobs reference by name; TrainJobs run to completion;
 Endpoints are deployed; KubeRayCluster documents are brought up. With ``kuberay=cluster.yaml``,
-TrainJobs are submitted as RayJobs to that KubeRay cluster instead of running here.
+every document is placed on KubeRay instead (TrainJob -> RayJob, Endpoint -> RayService,
+KubeRayCluster -> RayCluster), or the whole file is refused before anything is created
+(``ainative.kuberay_apply``).
 """
 
 from __future__ import annotations
@@ -11,20 +14,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ainative import errors, spec
+from ainative import spec
 
 
 def apply_file(path: str, *, address: str | None = None, kuberay: str | None = None,
                dry_run: bool = False, out: Callable[[str], Any] = print) -> list[dict[str, Any]]:
     docs = spec.load(path)
-    # Build every config now: all validation happens before anything runs.
-    objects = {d.index: spec.build(d) for d in docs if d.kind not in ("Dataset",)}
+    if kuberay is not None:
+        # every document placed on KubeRay, or the whole file refused (file:line) first
+        from ainative import kuberay_apply
+
+        return kuberay_apply.apply_docs(docs, kuberay, dry_run=dry_run, out=out)
+    # Build every config now: all validation happens before anything runs. A dry run only finds
+    # the entry points' modules and reads their source: none of the user's code runs.
+    objects = {d.index: spec.build(d, import_code=not dry_run) for d in docs
+               if d.kind not in ("Dataset",)}
     if dry_run:
         for d in docs:
             out(f"{d.file}: {d.kind} {d.name}: valid")
         return [{"kind": d.kind, "name": d.name, "ok": True, "dry_run": True} for d in docs]
-    if kuberay is not None:
-        return _apply_kuberay(docs, objects, kuberay, out)
     return _apply_ray(docs, objects, address, out)
 
 
@@ -82,27 +90,11 @@ def _configure_queues(docs: list[spec.Document], objects: dict[int, Any], out: C
             if name not in queues:
                 raise d.error(("queue",), f"budget for queue {name!r}, which this file does not define")
             queues[name] = dataclasses.replace(queues[name], budget=objects[d.index])
-    if queues:
-        scheduling.configure(list(queues.values()))
-        out(f"configured queues: {', '.join(queues)}")
+    policies = [d for d in docs if d.kind == "SchedulerPolicy"]
+    if len(policies) > 1:
+        raise policies[1].error((), "a file may hold one 'kind: SchedulerPolicy' document; merge them")
+    if queues or policies:
+        policy = objects[policies[0].index] if policies else None
+        scheduling.configure(list(queues.values()), policy=policy)
+        out(f"configured queues: {', '.join(queues) or '(default only)'}")
         results.extend({"kind": "Queue", "name": n, "ok": True} for n in queues)
-
-
-def _apply_kuberay(docs: list[spec.Document], objects: dict[int, Any], cluster_file: str,
-                   out: Callable[[str], Any]) -> list[dict[str, Any]]:
-    from ainative.cluster import kuberay
-
-    cluster_docs = [d for d in spec.load(cluster_file) if d.kind == "KubeRayCluster"]
-    if len(cluster_docs) != 1:
-        raise errors.SpecError(f"{cluster_file}: expected exactly one 'kind: KubeRayCluster' document, "
-                               f"found {len(cluster_docs)}", file=cluster_file, line=1, field="kind")
-    cluster_spec = spec.build(cluster_docs[0])
-    results = []
-    for d in docs:
-        if d.kind == "TrainJob":
-            job = kuberay.submit(objects[d.index], cluster_spec=cluster_spec)
-            final = job.wait()
-            out(f"TrainJob {d.name} on KubeRay: {final}")
-            results.append({"kind": "TrainJob", "name": d.name, "ok": "SUCCEEDED" in str(final).upper(),
-                            "status": str(final)})
-    return results

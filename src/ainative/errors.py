@@ -26,10 +26,12 @@ boundaries intact (details included).
     │   ├── ModelLoadError                 the model failed to load in a replica (traceback)
     │   └── EndpointError                  a request failed (status code)
     ├── SchedulingError
-    │   ├── UnknownQueueError
+    │   ├── UnknownQueueError              (also a ConfigError)
     │   ├── AdmissionError                 rejected at submit (can never be placed, ...)
+    │   │   └── AdmissionTimeoutError      not admitted within admission_timeout_s
     │   └── PreemptedError
-    ├── BudgetExceededError                a budget refused or stopped work
+    ├── BudgetExceededError                a budget refused or stopped work (a reservation over a
+    │                                      whole budget is refused at submit)
     └── KubeRayError                       only raised from ainative.cluster.kuberay
         ├── KubeRayAuthError               401 / 403, with the RBAC verbs needed
         ├── KubeRayNotInstalledError       404 on the CRD: the operator is not installed
@@ -142,8 +144,8 @@ class SchedulingError(AinativeError):
     """Queues, quotas and admission."""
 
 
-class UnknownQueueError(SchedulingError):
-    """A job or budget names a queue that was not configured."""
+class UnknownQueueError(SchedulingError, ConfigError):
+    """A job or budget names a queue that was not configured (bad input: also a ConfigError)."""
 
 
 class AdmissionError(SchedulingError):
@@ -180,3 +182,7 @@ class KubeRayValidationError(KubeRayError, ConfigError):
 
 class KubeRayTimeoutError(KubeRayError):
     """Waiting for readiness or completion ran out; carries the last observed status."""
+
+
+class AdmissionTimeoutError(AdmissionError):
+    """A job was not admitted within its ``admission_timeout_s``; carries why it still waited."""

@@ -37,43 +37,102 @@ def log_path(job: str) -> Path:
 
 
 def emit(job: str, event: str, **fields: Any) -> dict[str, Any]:
-    """Append one event; never raises (an event log must not break the job it describes)."""
+    """Append one event; never raises (an event log must not break the job it describes).
+
+    A field that JSON cannot encode is written as its ``repr``; an unwritable directory is a
+    logged warning."""
     record = {"ts": round(time.time(), 3), "job": job, "event": event, **fields}
     try:
-        path = log_path(job)
+        line = _encode(record)
+        path = log_path(str(job))
         path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record, default=str, sort_keys=False)
         with _LOCK, open(path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
-    except OSError as exc:  # a read-only home must not fail the job
-        logger.warning("could not write event %s for %s: %s", event, job, exc)
+    except Exception as exc:  # a read-only home or a broken value must not fail the job
+        try:
+            logger.warning("could not write event %r for %r: %s", event, job, exc)
+        except Exception:  # noqa: S110 - even logging a hostile repr must not raise
+            pass
     return record
 
 
-def read(job: str) -> list[dict[str, Any]]:
+def _encode(record: dict[str, Any]) -> str:
+    """One JSON line; values JSON cannot take (cycles, odd keys, deep nesting) become reprs."""
+    try:
+        return json.dumps(record, default=str)
+    except Exception:  # noqa: BLE001 - any failure falls back to reprs, field by field
+        return json.dumps({str(key): _plain(value) for key, value in record.items()})
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    try:
+        return repr(value)[:10_000]
+    except Exception:  # noqa: BLE001 - a __repr__ that raises
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    """One line -> its event, or None when it is not a JSON object (torn write, corruption)."""
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def read_counted(job: str) -> tuple[list[dict[str, Any]], int]:
+    """The job's events and the number of lines skipped because they could not be parsed (a
+    half-written last line after a crash, a corrupted byte)."""
     path = log_path(job)
-    if not path.exists():
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    records: list[dict[str, Any]] = []
+    skipped = 0
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                if not raw.strip():
+                    continue
+                record = _parse(raw)
+                if record is None:
+                    skipped += 1
+                else:
+                    records.append(record)
+    except FileNotFoundError:
+        return [], 0
+    if skipped:
+        logger.warning("%s: skipped %d unparsable line(s)", path, skipped)
+    return records, skipped
+
+
+def read(job: str) -> list[dict[str, Any]]:
+    """The job's events, oldest first; unparsable lines are skipped (see ``read_counted``)."""
+    return read_counted(job)[0]
 
 
 def follow(job: str, *, poll_s: float = 0.5, stop_after_s: float | None = None,
            until_events: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
     """Yield events as they are appended (like ``tail -f``); stops after ``stop_after_s`` or at
-    the first event named in ``until_events``."""
+    the first event named in ``until_events``. A line is read once it ends with a newline; a
+    complete line that cannot be parsed is skipped with a warning."""
     path = log_path(job)
     deadline = None if stop_after_s is None else time.monotonic() + stop_after_s
     offset = 0
     while deadline is None or time.monotonic() < deadline:
         if path.exists():
-            with open(path, encoding="utf-8") as f:
+            with open(path, "rb") as f:
                 f.seek(offset)
-                for line in f:
-                    if not line.endswith("\n"):
+                for raw in f:
+                    if not raw.endswith(b"\n"):
                         break
-                    offset += len(line.encode("utf-8"))
-                    record = json.loads(line)
+                    offset += len(raw)
+                    if not raw.strip():
+                        continue
+                    record = _parse(raw)
+                    if record is None:
+                        logger.warning("%s: skipped an unparsable line at byte %d", path,
+                                       offset - len(raw))
+                        continue
                     yield record
                     if record.get("event") in until_events:
                         return
@@ -81,6 +140,10 @@ def follow(job: str, *, poll_s: float = 0.5, stop_after_s: float | None = None,
 
 
 def format_event(record: dict[str, Any]) -> str:
-    ts = time.strftime("%H:%M:%S", time.localtime(record.get("ts", 0)))
+    stamp = record.get("ts", 0)
+    try:
+        ts = time.strftime("%H:%M:%S", time.localtime(float(stamp)))
+    except (TypeError, ValueError, OverflowError, OSError):
+        ts = str(stamp)
     rest = " ".join(f"{k}={v}" for k, v in record.items() if k not in ("ts", "job", "event"))
     return f"{ts} {record.get('job')} {record.get('event')} {rest}".rstrip()

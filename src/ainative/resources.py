@@ -13,12 +13,11 @@ custom=None)`` are what every primitive asks for. They map onto Ray in one place
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from ainative import errors
+from ainative import config, errors
 
 ACCELERATOR_PREFIX = "accelerator_type:"
 # Share of the per-node accelerator_type resource that one request takes: small enough that a
@@ -30,6 +29,8 @@ KNOWN_TYPES: tuple[str, ...] = (
     "L40", "L4", "T4", "V100", "P100", "P4", "K80", "A40", "A30", "RTX6000", "MI300X", "MI250X",
     "MI210", "GAUDI2", "TPU-V5E", "TPU-V4",
 )
+MAX_ACCELERATORS_PER_WORKER = 1024
+"""No machine holds more accelerators than this; a larger count per worker is a typo."""
 _VENDOR = re.compile(r"^(NVIDIA|TESLA|AMD|INTEL|GOOGLE)[-_ ]+", re.IGNORECASE)
 
 
@@ -65,9 +66,13 @@ class Accelerator:
     def __post_init__(self) -> None:
         object.__setattr__(self, "type", normalize_accelerator_type(self.type))
         count = self.count
-        if isinstance(count, bool) or not isinstance(count, (int, float)) or not math.isfinite(count):
-            raise errors.ConfigError(f"Accelerator.count must be a number, got {count!r}",
+        if not config.is_finite_number(count):
+            raise errors.ConfigError(f"Accelerator.count must be a finite number, got {count!r}",
                                      field="count", value=count)
+        if count > MAX_ACCELERATORS_PER_WORKER:
+            raise errors.ConfigError(
+                f"Accelerator.count must be <= {MAX_ACCELERATORS_PER_WORKER} per worker, got "
+                f"{count!r}; ask for more workers instead", field="count", value=count)
         if count <= 0:
             raise errors.ConfigError(
                 f"Accelerator.count must be > 0, got {count!r}; leave accelerator=None for CPU work",
@@ -103,31 +108,17 @@ class Resources:
     """Extra Ray custom resources per worker, e.g. ``{"ssd": 1}``."""
 
     def __post_init__(self) -> None:
-        cpus = self.cpus
-        if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus < 0:
-            raise errors.ConfigError(f"Resources.cpus must be a number >= 0, got {cpus!r}",
-                                     field="cpus", value=cpus)
-        if self.memory_bytes is not None and (
-                isinstance(self.memory_bytes, bool) or not isinstance(self.memory_bytes, int)
-                or self.memory_bytes <= 0):
-            raise errors.ConfigError(
-                f"Resources.memory_bytes must be a positive integer or None, got {self.memory_bytes!r}",
-                field="memory_bytes", value=self.memory_bytes)
+        config.require_positive("Resources", "cpus", self.cpus, allow_zero=True,
+                                maximum=config.MAX_CPUS)
+        if self.memory_bytes is not None:
+            config.require_int("Resources", "memory_bytes", self.memory_bytes, minimum=1,
+                               maximum=int(config.MAX_BYTES))
         if self.accelerator is not None and not isinstance(self.accelerator, Accelerator):
             raise errors.ConfigError(
                 "Resources.accelerator must be an ainative.Accelerator such as Accelerator('H100'), "
                 f"got {self.accelerator!r}", field="accelerator", value=self.accelerator)
         if self.custom is not None:
-            for key, value in self.custom.items():
-                if not isinstance(key, str) or key in ("CPU", "GPU", "memory"):
-                    raise errors.ConfigError(
-                        f"Resources.custom key {key!r} is reserved or not a string; use cpus, "
-                        "accelerator or memory_bytes", field="custom", value=key)
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                    raise errors.ConfigError(
-                        f"Resources.custom[{key!r}] must be > 0, got {value!r}", field="custom",
-                        value=value)
-            object.__setattr__(self, "custom", dict(self.custom))
+            object.__setattr__(self, "custom", _custom(self.custom))
         if self.cpus == 0 and self.accelerator is None and not self.custom and not self.memory_bytes:
             raise errors.ConfigError(
                 "Resources asks for nothing (cpus=0, no accelerator, memory or custom); ask for at "
@@ -171,6 +162,42 @@ class Resources:
             parts.append(f"{self.memory_bytes / 2**30:.1f} GiB")
         parts += [f"{v:g} {k}" for k, v in (self.custom or {}).items()]
         return "{" + ", ".join(parts) + "}"
+
+
+def _custom(custom: Any) -> dict[str, float]:
+    if not isinstance(custom, Mapping):
+        raise errors.ConfigError(f"Resources.custom must be a mapping such as {{'ssd': 1}}, got "
+                                 f"{custom!r}", field="custom", value=custom)
+    for key, value in custom.items():
+        if not isinstance(key, str) or not key or key in ("CPU", "GPU", "memory") \
+                or key.startswith(ACCELERATOR_PREFIX):
+            raise errors.ConfigError(
+                f"Resources.custom key {key!r} is reserved or not a string; use cpus, "
+                "accelerator or memory_bytes", field="custom", value=key)
+        if not config.is_finite_number(value) or value <= 0 or value > config.MAX_AMOUNT:
+            raise errors.ConfigError(
+                f"Resources.custom[{key!r}] must be a finite number in (0, {config.MAX_AMOUNT:g}], "
+                f"got {value!r}", field="custom", value=value)
+    return dict(custom)
+
+
+def normalize_quota_keys(owner: str, field: str, keys: Any) -> dict[Any, str]:
+    """Each accelerator-type key -> its normalised type, refusing two keys that name one type
+    (``{"h100": 4, "nvidia-h100": 8}``): one of them would silently win."""
+    out: dict[Any, str] = {}
+    first: dict[str, Any] = {}
+    for key in keys:
+        if not isinstance(key, str) or not key.strip():
+            raise errors.ConfigError(f"{owner}.{field} keys must be accelerator type names such as "
+                                     f"'H100', got {key!r}", field=field, value=key)
+        name = normalize_accelerator_type(key)
+        if name in first:
+            raise errors.ConfigError(
+                f"{owner}.{field} has both {first[name]!r} and {key!r}, which are the same "
+                f"accelerator type {name!r}; keep one", field=field, value=key)
+        first[name] = key
+        out[key] = name
+    return out
 
 
 def accelerator_type_of(node_resources: Mapping[str, float]) -> str | None:

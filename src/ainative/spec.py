@@ -1,4 +1,5 @@
-"""Declarative YAML specs: ``kind: TrainJob | Endpoint | Dataset | Queue | Budget | KubeRayCluster``.
+"""Declarative YAML specs: ``kind: TrainJob | Endpoint | Dataset | Queue | Budget | KubeRayCluster |
+SchedulerPolicy``.
 
 Each kind maps 1:1 onto a public constructor (``ai.TrainJob``, ``ai.Endpoint``, ``ai.Queue``,
 ``ai.Budget``, ``ai.KubeRayClusterConfig``, ``ai.data``): the JSON Schema is *generated* from those
@@ -12,15 +13,18 @@ Errors name the file, the line and the field, before anything runs::
 
 Data flow::
 
-    file --yaml.compose--> node tree (line numbers) --> plain data --jsonschema--> checked data
-         --cross-document checks (queues, dataset names)--> build() --> public objects --> apply()
+    file --safeyaml (SafeLoader subclass: limits, plain types, line marks)--> plain data
+         --jsonschema--> checked data --cross-document checks (duplicates, queues, datasets)-->
+         build() --> public objects --> apply()
+
+A dry run (``build(doc, import_code=False)``) checks entry points with ``find_spec`` and ``ast``
+and runs none of the user's code (``_entrypoint.py``). Limits and errors: ``docs/specs.md``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import inspect
 import json
 import os
@@ -31,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ainative import errors
+from ainative import _entrypoint, safeyaml, errors
 
 Path_ = tuple[Any, ...]
 
@@ -42,8 +46,9 @@ KIND_TARGETS: dict[str, tuple[str, str | None]] = {
     "Queue": ("Queue", None),
     "Budget": ("Budget", None),
     "KubeRayCluster": ("KubeRayClusterConfig", None),
+    "SchedulerPolicy": ("PolicyConfig", None),
 }
-KINDS = ("TrainJob", "Endpoint", "Dataset", "Queue", "Budget", "KubeRayCluster")
+KINDS = ("TrainJob", "Endpoint", "Dataset", "Queue", "Budget", "KubeRayCluster", "SchedulerPolicy")
 _SKIP_PARAMS = {"self", "args", "kwargs"}
 
 RESOURCES_SCHEMA: dict[str, Any] = {
@@ -67,12 +72,14 @@ DATASET_SCHEMA: dict[str, Any] = {
                        "parquet": {"type": "string"},
                        "range": {"type": "object", "additionalProperties": False,
                                  "required": ["rows"], "properties": {
-                                     "rows": {"type": "integer", "minimum": 0},
-                                     "payload_bytes": {"type": "integer", "minimum": 0}}}}},
+                                     "rows": {"type": "integer", "minimum": 0, "maximum": 2**40},
+                                     "payload_bytes": {"type": "integer", "minimum": 0,
+                                                       "maximum": 2**30}}}}},
         "shuffle": {"anyOf": [{"type": "boolean"}, {
             "type": "object", "additionalProperties": False,
-            "properties": {"seed": {"type": "integer"},
-                           "num_partitions": {"type": "integer", "minimum": 1}}}]},
+            "properties": {"seed": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                           "num_partitions": {"type": "integer", "minimum": 1,
+                                              "maximum": 1_000_000}}}]},
     },
 }
 
@@ -224,7 +231,10 @@ class Document:
 
     @property
     def name(self) -> str:
-        return str(self.data.get("name", f"#{self.index}"))
+        name = self.data.get("name")
+        if name is None and self.kind == "TrainJob":
+            name = _default_job_name(self.data.get("entrypoint"))
+        return f"#{self.index}" if name is None else str(name)
 
     def line_of(self, path: Sequence[Any]) -> int:
         path = tuple(path)
@@ -239,57 +249,76 @@ class Document:
                                 file=self.file, line=self.line_of(path), field=field)
 
 
-def _to_data(node: Any, path: Path_, lines: dict[Path_, int]) -> Any:
-    import yaml
+def parse(text: str | bytes, file: str = "<spec>") -> list[Document]:
+    """YAML text -> documents with line numbers; schema-checked; cross references checked.
 
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node))
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            out[key] = _to_data(value_node, path + (key,), lines)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_data(v, path + (i,), lines) for i, v in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node))
-
-
-def parse(text: str, file: str = "<spec>") -> list[Document]:
-    """YAML text -> documents with line numbers; schema-checked; cross references checked."""
-    import yaml
-
-    try:
-        nodes = [n for n in yaml.compose_all(text) if n is not None]
-    except yaml.YAMLError as exc:
-        # the construct that is broken starts at context_mark; problem_mark may be end of stream
-        mark = getattr(exc, "context_mark", None) or getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise errors.SpecError(f"{file}:{line}: not valid YAML: {exc}", file=file, line=line,
-                               field="(document)") from None
+    The YAML is read by ``safeyaml`` (size, depth, node, alias and document limits; plain types
+    only; string keys, no duplicates); every problem is a SpecError naming ``file`` and a line."""
     docs = []
-    for i, node in enumerate(nodes):
-        lines: dict[Path_, int] = {}
-        data = _to_data(node, (), lines)
-        doc = Document(kind=str(data.get("kind", "")) if isinstance(data, dict) else "",
+    for i, (data, lines, first_line) in enumerate(safeyaml.load_documents(text, file)):
+        lines.setdefault((), first_line)
+        kind = data.get("kind") if isinstance(data, dict) else None
+        doc = Document(kind=kind if isinstance(kind, str) else "",
                        data=data if isinstance(data, dict) else {}, file=file, index=i, lines=lines)
         if not isinstance(data, dict):
             raise doc.error((), "a spec document must be a mapping with a 'kind'")
+        if kind is not None and not isinstance(kind, str):
+            raise doc.error(("kind",), f"kind must be a string, one of {', '.join(KINDS)}; "
+                            f"got {kind!r}")
         _check_kind(doc)
         _check_schema(doc)
         docs.append(doc)
+    _check_duplicates(docs)
     _check_references(docs)
     return docs
 
 
 def load(path: str | os.PathLike[str]) -> list[Document]:
+    """Read and check one spec file: the one loader behind ``ainative apply``, ``up`` and
+    ``submit``. Any problem (missing file, not UTF-8, bad YAML, over a limit, schema, duplicates)
+    is a SpecError naming the file and line."""
+    return parse(_read(path), str(path))
+
+
+def load_yaml(path: str | os.PathLike[str]) -> list[Any]:
+    """The plain data of each non-empty document of a YAML file, read with the spec loader's
+    limits and rules (no tags, string keys, no duplicates) but no schema: for files in other
+    formats (a bare cluster mapping, a list of jobs). Any problem is a SpecError with file:line."""
+    return [data for data, _, _ in safeyaml.load_documents(_read(path), str(path))]
+
+
+def _read(path: str | os.PathLike[str]) -> bytes:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            data = f.read(safeyaml.MAX_BYTES + 1)
     except OSError as exc:
         raise errors.SpecError(f"{p}: cannot read spec file: {exc.strerror or exc}", file=str(p),
                                line=0, field="(file)") from None
-    return parse(text, str(p))
+    if len(data) > safeyaml.MAX_BYTES:
+        raise errors.SpecError(f"{p}:1: spec file is larger than {safeyaml.MAX_BYTES:,} bytes",
+                               file=str(p), line=1, field="(file)")
+    return data
+
+
+def load_objects(path: str | os.PathLike[str], *, kinds: Sequence[str] | None = None,
+                 import_code: bool = True) -> list[tuple[Document, Any]]:
+    """Load a spec file and build the public object of every document of ``kinds`` (all but
+    Dataset by default). With ``import_code=False`` entry points are only checked (nothing of the
+    user's runs) and TrainJob/Endpoint get a placeholder callable: for dry runs."""
+    docs = load(path)
+    wanted = [d for d in docs if d.kind != "Dataset" and (kinds is None or d.kind in kinds)]
+    return [(d, build(d, import_code=import_code)) for d in wanted]
+
+
+def load_one(path: str | os.PathLike[str], kind: str, *, import_code: bool = True) -> Any:
+    """The object of the one ``kind`` document of a spec file; SpecError unless there is exactly
+    one."""
+    found = load_objects(path, kinds=(kind,), import_code=import_code)
+    if len(found) != 1:
+        raise errors.SpecError(f"{path}:1: expected exactly one 'kind: {kind}' document, found "
+                               f"{len(found)}", file=str(path), line=1, field="kind")
+    return found[0][1]
 
 
 def _check_kind(doc: Document) -> None:
@@ -343,6 +372,36 @@ def _expected(schema: Mapping[str, Any]) -> str:
     return "a valid value"
 
 
+def _check_duplicates(docs: list[Document]) -> None:
+    """Two documents that claim the same thing: a later one would silently win, so refuse."""
+    seen: dict[tuple[str, str], Document] = {}
+    for d in docs:
+        key_field = "queue" if d.kind == "Budget" else "name"
+        value = d.data.get(key_field)
+        if d.kind == "TrainJob" and value is None:
+            value = _default_job_name(d.data.get("entrypoint"))
+        if not isinstance(value, str):
+            continue
+        key = (d.kind, value)
+        first = seen.setdefault(key, d)
+        if first is not d:
+            what = (f"a second Budget for queue {value!r}" if d.kind == "Budget"
+                    else f"a second {d.kind} named {value!r}")
+            raise d.error((key_field,) if key_field in d.data else (),
+                          f"{what}; the first is at {first.file}:{first.line_of((key_field,))}. "
+                          "Keep one document per " + ("queue" if d.kind == "Budget" else "name"))
+
+
+def _default_job_name(entrypoint: Any) -> str | None:
+    """The name a TrainJob gets from its entry point when the spec gives none (as TrainJob does)."""
+    import re
+
+    if not isinstance(entrypoint, str) or ":" not in entrypoint:
+        return None
+    raw = re.sub(r"[^A-Za-z0-9._-]+", "-", entrypoint.rpartition(".")[2].rpartition(":")[2])
+    return raw.strip("-._") or "train"
+
+
 def _check_references(docs: list[Document]) -> None:
     queues = {d.data["name"] for d in docs if d.kind == "Queue" and "name" in d.data}
     datasets = {d.data["name"] for d in docs if d.kind == "Dataset"}
@@ -376,23 +435,31 @@ def _live_queues() -> set[str]:
 def import_callable(text: str, doc: Document | None = None, field: str = "entrypoint") -> Any:
     """``"package.module:function"`` -> the function (the working directory is importable). The
     one importer behind specs, `ainative train --entrypoint` and `ainative serve --model`."""
-    module_name, sep, attr = str(text).partition(":")
-    message = None
-    if not sep or not module_name or not attr:
-        message = f"{field} must look like 'module:function', got {text!r}"
-    else:
-        if os.getcwd() not in sys.path:
-            sys.path.insert(0, os.getcwd())
-        try:
-            obj: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-            return obj
-        except (ImportError, AttributeError) as exc:
-            message = f"{field} {text!r} cannot be imported: {exc}"
-    if doc is not None:
-        raise doc.error((field,), message)
-    raise errors.ConfigError(message, field=field, value=text)
+    try:
+        return _entrypoint.resolve(text, field)
+    except _entrypoint.EntrypointError as exc:
+        if doc is not None:
+            raise doc.error((field,), str(exc)) from None
+        raise errors.ConfigError(str(exc), field=field, value=text) from None
+
+
+def check_callable(text: str, doc: Document | None = None, field: str = "entrypoint") -> Any:
+    """Like ``import_callable`` but runs no user code: the module is found with
+    ``importlib.util.find_spec`` and the attribute looked up in its source. Returns a placeholder
+    function with the attribute's name (so that default names match a real build)."""
+    try:
+        name = _entrypoint.check(text, field)
+    except _entrypoint.EntrypointError as exc:
+        if doc is not None:
+            raise doc.error((field,), str(exc)) from None
+        raise errors.ConfigError(str(exc), field=field, value=text) from None
+
+    def placeholder(*args: Any, **kwargs: Any) -> Any:
+        raise errors.SpecError(f"{text} was only checked (dry run), not imported")
+
+    placeholder.__name__ = placeholder.__qualname__ = name
+    placeholder.__module__ = text.partition(":")[0]   # so import paths written from it are the user's
+    return placeholder
 
 
 def _convert(value: Any, tp: Any, doc: Document, path: Path_) -> Any:
@@ -445,20 +512,23 @@ def build_object(cls: Any, data: Mapping[str, Any], doc: Document, path: Path_ =
     return _construct(cls, kwargs, doc, path)
 
 
-def build(doc: Document, datasets: Mapping[str, Any] | None = None) -> Any:
-    """The public object for one document (Dataset documents are built by ``build_dataset``)."""
+def build(doc: Document, datasets: Mapping[str, Any] | None = None, *,
+          import_code: bool = True) -> Any:
+    """The public object for one document (Dataset documents are built by ``build_dataset``).
+    ``import_code=False`` checks entry points without importing them (see ``check_callable``)."""
+    load_fn = import_callable if import_code else check_callable
     if doc.kind == "Dataset":
         raise doc.error((), "Dataset documents need a Ray cluster; use build_dataset()")
     data = {k: v for k, v in doc.data.items() if k != "kind"}
     cls = _target(doc.kind)
     if doc.kind == "TrainJob":
-        data["train_fn"] = import_callable(data.pop("entrypoint"), doc, "entrypoint")
+        data["train_fn"] = load_fn(data.pop("entrypoint"), doc, "entrypoint")
         if "datasets" in data:
             refs = data.pop("datasets")
             if datasets is not None:
                 data["datasets"] = {k: datasets[v] for k, v in refs.items()}
     elif doc.kind == "Endpoint":
-        data["model"] = import_callable(data["model"], doc, "model")
+        data["model"] = load_fn(data["model"], doc, "model")
     elif doc.kind == "Budget":
         data.pop("queue", None)
     return build_object(cls, data, doc)

@@ -34,8 +34,12 @@ def test_quickstart_notebook_executes(tmp_path, monkeypatch):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     pngs = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(pngs) >= 2, "expected the loss curve and the latency plot as PNG figures"
+    assert len(pngs) >= 3, "expected the loss curve, latency vs SLO and spend vs budget as PNG figures"
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs), (
         "expected tqdm's progress widget in the training cell")
     texts = "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert "'succeeded'" in texts and "GPU-hours" in texts
+    sources = "".join(c.source for c in nb.cells)
+    # the three plots read the dashboard's JSON API: loss, latency vs SLO, spend vs budget
+    assert "dash.job_events(" in sources and "dash.endpoints(" in sources and "dash.cost(" in sources
+    assert 'spend["budgets"]' in sources and "samples[-1][3]" in sources

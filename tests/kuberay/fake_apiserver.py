@@ -8,6 +8,12 @@ streams (chunked JSON lines, ``resourceVersion``, ``timeoutSeconds``, 410 Gone a
 (``ainative.cluster.kuberay.schema``, the KubeRay v1.7.0 schemas), after the server has filled
 defaults and pruned unknown fields as a real API server does.
 
+Beside the KubeRay kinds it keeps core ``v1`` Secrets and ``networking.k8s.io/v1`` NetworkPolicies
+(create, get, delete: what ainative creates next to a Ray object), converting a Secret's
+``stringData`` into base64 ``data`` as the real server does. ``metadata.generateName`` without a
+name gets 5 random characters; label keys and values are checked with the API server's syntax rules
+(422 otherwise).
+
 Optional bearer-token RBAC: ``tokens={"t": rules}`` where rules use the Role format; requests
 without a known token get 401, requests outside the rules 403. Every request is logged as
 ``(verb, resource)`` so tests can check which verbs a client used.
@@ -34,7 +40,27 @@ from ainative import errors
 from ainative.cluster.kuberay import schema
 
 KINDS = {plural: kind for kind, plural in schema.PLURALS.items()}
+COMPANIONS = {"secrets": "Secret", "networkpolicies": "NetworkPolicy"}
 _PATH = re.compile(r"^/apis/ray\.io/v1/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?(?:/(status))?$")
+_COMPANION_PATH = re.compile(r"^/(?:api/v1|apis/networking\.k8s\.io/v1)/namespaces/([^/]+)/"
+                             r"(secrets|networkpolicies)(?:/([^/]+))?$")
+_LABEL = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def label_errors(meta: dict[str, Any]) -> list[str]:
+    """The API server's label syntax checks (apimachinery's ValidateLabels)."""
+    found = []
+    for key, value in (meta.get("labels") or {}).items():
+        prefix, _, name = key.rpartition("/")
+        if (prefix and (len(prefix) > 253 or not _SUBDOMAIN.match(prefix))) or not name or \
+                len(name) > 63 or not _LABEL.match(name):
+            found.append(f"metadata.labels: Invalid value: {key!r}: name part must consist of "
+                         "alphanumeric characters, '-', '_' or '.'")
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL.match(value):
+            found.append(f"metadata.labels: Invalid value: {value!r}: a valid label must be an "
+                         "empty string or consist of alphanumeric characters, '-', '_' or '.'")
+    return found
 
 
 def status_body(code: int, reason: str, message: str, **details: Any) -> dict[str, Any]:
@@ -232,6 +258,40 @@ class FakeApiServer:
             cfg.api_key_prefix = {"authorization": "Bearer"}
         return k8s.ApiClient(cfg)
 
+    def create_companion(self, plural: str, namespace: str, body: dict[str, Any]
+                         ) -> dict[str, Any]:
+        """A Secret or NetworkPolicy: name and label syntax, then stored (no other schema)."""
+        kind = COMPANIONS[plural]
+        meta = body.setdefault("metadata", {})
+        meta["namespace"] = namespace
+        name = meta.get("name") or ""
+        problems = label_errors(meta)
+        if not _SUBDOMAIN.match(name) or len(name) > 253:
+            problems.insert(0, f"metadata.name: Invalid value: {name!r}")
+        if body.get("kind") != kind:
+            problems.insert(0, f"kind: expected {kind}, got {body.get('kind')!r}")
+        if kind == "NetworkPolicy" and "podSelector" not in (body.get("spec") or {}):
+            problems.append("spec.podSelector: Required value")
+        if problems:
+            raise HttpError(422, "Invalid", f'{kind} "{name}" is invalid: {problems[0]}',
+                            name=name, kind=plural)
+        obj = copy.deepcopy(body)
+        if kind == "Secret":  # stringData is write-only: merged into base64 data
+            import base64
+
+            data = dict(obj.get("data") or {})
+            for key, value in (obj.pop("stringData", None) or {}).items():
+                data[key] = base64.b64encode(str(value).encode()).decode()
+            obj["data"] = data
+        with self.store.cond:
+            if (plural, namespace, name) in self.store.objects:
+                raise HttpError(409, "AlreadyExists", f'{plural} "{name}" already exists',
+                                name=name, kind=plural)
+            obj["metadata"].update(uid=str(uuid.uuid4()), resourceVersion=str(self.store.next_rv()),
+                                   creationTimestamp=now())
+            self.store.objects[(plural, namespace, name)] = obj
+        return copy.deepcopy(obj)
+
     # --- request handling -------------------------------------------------------------
     def authorize(self, header: str | None, verb: str, resource: str) -> None:
         self.requests.append((verb, resource))
@@ -241,14 +301,23 @@ class FakeApiServer:
         rules = self.tokens.get(token)
         if rules is None:
             raise HttpError(401, "Unauthorized", "Unauthorized")
-        if not any("ray.io" in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]
+        from ainative.cluster.kuberay import rbac
+
+        group = rbac.group_of(resource)
+        if not any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]
                    for r in rules):
-            raise HttpError(403, "Forbidden", f'rayclusters.ray.io is forbidden: User "test" cannot '
-                            f'{verb} resource "{resource}" in API group "ray.io"',
-                            kind=resource.split("/")[0], group="ray.io")
+            raise HttpError(403, "Forbidden", f'{resource} is forbidden: User "test" cannot '
+                            f'{verb} resource "{resource}" in API group "{group}"',
+                            kind=resource.split("/")[0], group=group)
 
     def admit(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Defaults, pruning and CRD schema validation, as the API server runs them."""
+        bad = label_errors(obj.get("metadata") or {})
+        if bad:
+            name = (obj.get("metadata") or {}).get("name", "")
+            raise HttpError(422, "Invalid", f'{kind} "{name}" is invalid: {bad[0]}', name=name,
+                            kind=kind, causes=[{"reason": "FieldValueInvalid", "message": bad[0],
+                                                "field": "metadata.labels"}])
         obj = schema.fill_defaults(obj, schema.crd_schema(kind))
         schema.prune_unknown(obj, kind)
         name = obj.get("metadata", {}).get("name", "")
@@ -262,8 +331,11 @@ class FakeApiServer:
 
     def create(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         kind = KINDS[plural]
-        body.setdefault("metadata", {})["namespace"] = namespace
-        name = body["metadata"].get("name", "")
+        meta = body.setdefault("metadata", {})
+        meta["namespace"] = namespace
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+        name = meta.get("name", "")
         obj = self.admit(kind, body)
         with self.store.cond:
             if (plural, namespace, name) in self.store.objects:
@@ -355,6 +427,8 @@ def _make_handler(server: FakeApiServer) -> type[BaseHTTPRequestHandler]:
             url = urlparse(self.path)
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
             m = _PATH.match(url.path)
+            if not m and (c := _COMPANION_PATH.match(url.path)):
+                return self._companion(method, *c.groups())
             try:
                 if not m:
                     raise HttpError(404, "NotFound", "the server could not find the requested resource")
@@ -368,6 +442,23 @@ def _make_handler(server: FakeApiServer) -> type[BaseHTTPRequestHandler]:
                     return self._watch(plural, namespace, query)
                 code, body = self._dispatch(method, plural, namespace, name, sub, query)
                 self._send(code, body)
+            except HttpError as exc:
+                self._send(exc.code, exc.body)
+
+        def _companion(self, method: str, namespace: str, plural: str, name: str | None) -> None:
+            try:
+                server.authorize(self.headers.get("Authorization"), _verb(method, name, {}), plural)
+                store = server.store
+                if method == "POST" and not name:
+                    _, body = self._body()
+                    return self._send(201, server.create_companion(plural, namespace, body))
+                if method in ("GET", "DELETE") and name:
+                    obj = (store.get if method == "GET" else store.delete)(plural, namespace, name)
+                    if obj is None:
+                        raise HttpError(404, "NotFound", f'{plural} "{name}" not found',
+                                        name=name, kind=plural)
+                    return self._send(200, obj)
+                raise HttpError(405, "MethodNotAllowed", f"{method} not allowed here")
             except HttpError as exc:
                 self._send(exc.code, exc.body)
 

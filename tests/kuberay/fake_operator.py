@@ -124,7 +124,8 @@ SCENARIOS: dict[str, dict[str, list[Step]]] = {
         "complete_then_deleted": [_job("Running", "RUNNING"), _job("Complete", "SUCCEEDED"),
                                   "gate", lambda obj: None],
         "stuck_initializing": [_job("Initializing", cluster="pending")],
-        "deleted_while_running": [_job("Running", "RUNNING"), lambda obj: None],
+        # running for ~0.5 s (10 steps), so a client that creates companions first still sees it
+        "deleted_while_running": [_job("Running", "RUNNING")] * 10 + [lambda obj: None],
     },
     "rayservices": {"ready": [_service(False), _service(False), _service(True)]},
 }

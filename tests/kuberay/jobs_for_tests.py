@@ -16,3 +16,8 @@ class LookAlikeJob:
     def run(self) -> str:
         print(f"ran {self.marker}")
         return "TrainResult(ok)"
+
+
+def doubler():
+    """A model factory imported by path in Serve (the RayService builder): doubles a batch."""
+    return lambda batch: [x * 2 for x in batch]

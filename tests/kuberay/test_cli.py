@@ -29,9 +29,13 @@ def test_up_dry_run_prints_a_valid_manifest(capsys: pytest.CaptureFixture[str]) 
     from ainative.cluster import kuberay
 
     assert cli.main(["up", str(EXAMPLES / "cluster.yaml"), "--dry-run"]) == 0
-    manifest = yaml.safe_load(capsys.readouterr().out)
+    manifest, secret = yaml.safe_load_all(capsys.readouterr().out)
     kuberay.validate(manifest)
     assert [g["groupName"] for g in manifest["spec"]["workerGroupSpecs"]] == ["h100", "cpu"]
+    # the token Secret the RayCluster references, its value never printed
+    assert manifest["spec"]["authOptions"] == {"mode": "token", "secretName": "research-ray-auth"}
+    assert secret["kind"] == "Secret" and secret["metadata"]["name"] == "research-ray-auth"
+    assert secret["stringData"]["auth_token"].startswith("<random token")
 
 
 def test_up_submit_down(kubeconfig: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -72,3 +76,40 @@ def test_bad_cluster_file_is_a_usage_error(tmp_path: Path, capsys: pytest.Captur
 def test_missing_kubeconfig_is_typed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(["down", "x", "--kubeconfig", str(tmp_path / "nope")])
     assert code == cli.EXIT_ERROR and "KubeRayError" in capsys.readouterr().err
+
+
+def test_example_spec_places_every_document(capsys: pytest.CaptureFixture[str]) -> None:
+    spec, cluster = str(EXAMPLES / "serve_and_train.yaml"), str(EXAMPLES / "cluster.yaml")
+    assert cli.main(["apply", spec, "--kuberay", cluster, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "Endpoint iris -> RayService ml/iris: valid" in out
+    assert "TrainJob iris-train -> RayJob ml/iris-train: valid" in out
+
+
+def test_example_script_builds_every_manifest(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = EXAMPLES.parents[1]
+    run = subprocess.run([sys.executable, str(root / "examples" / "kuberay_manifests.py"),
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "all manifests validate" in run.stdout
+    assert {p.stem for p in tmp_path.glob("*.yaml")} == {
+        "raycluster", "rayjob", "rayservice", "networkpolicy", "role", "secret"}
+
+
+def test_kuberay_dry_run_runs_no_user_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """`apply --kuberay --dry-run` finds the entry point in its source; the module never runs,
+    and the manifest still names the user's module."""
+    marker = tmp_path / "imported"
+    (tmp_path / "kr_user_job.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                             "def train(config):\n    pass\n")
+    (tmp_path / "job.yaml").write_text("kind: TrainJob\nname: kr-job\nentrypoint: kr_user_job:train\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert cli.main(["apply", "job.yaml", "--kuberay", str(EXAMPLES / "cluster.yaml"), "--dry-run"]) == 0
+    assert "TrainJob kr-job -> RayJob" in capsys.readouterr().out
+    assert not marker.exists()

@@ -246,7 +246,7 @@ def test_resubmit_same_job_adopts_and_different_entrypoint_conflicts(
     first = kuberay.submit(job(unique_name), spec("c"), client=kube)
     second = kuberay.submit(job(unique_name), spec("c"), client=kube)
     assert first.created and not second.created
-    with pytest.raises(errors.KubeRayConflictError, match="different entrypoint"):
+    with pytest.raises(errors.KubeRayConflictError, match="another payload"):
         kuberay.submit({"name": unique_name, "entrypoint": "python other.py"}, spec("c"),
                        client=kube)
 
@@ -290,13 +290,15 @@ def test_unreachable_api_server_is_typed() -> None:
 
 
 readonly = [{"apiGroups": ["ray.io"], "resources": list(rbac.RESOURCES),
-             "verbs": ["get", "watch"]}]
+             "verbs": ["get", "watch"]},
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
 
 
 @pytest.fixture(scope="module")
 def rbac_server():
     server = FakeApiServer(tokens={"least": rbac.RULES, "readonly": readonly}).start()
-    operator = FakeOperator(server.store, step_s=0.02)
+    # slow enough that every wait starts before the object is ready (so it has to watch)
+    operator = FakeOperator(server.store, step_s=0.2)
     yield server
     operator.stop()
     server.stop()

@@ -14,7 +14,7 @@ import yaml
 import ainative as ai
 from ainative import errors
 from ainative.cluster import kuberay
-from ainative.cluster.kuberay import manifests, schema
+from ainative.cluster.kuberay import manifests, naming, schema
 
 
 def research(**overrides: Any) -> ai.KubeRayClusterConfig:
@@ -388,10 +388,16 @@ def test_rule_rayservice_serve_config() -> None:
 def test_rbac_role_is_least_privilege() -> None:
     role = kuberay.role_manifest("ml")
     assert role["kind"] == "Role" and role["metadata"]["namespace"] == "ml"
-    (rule,) = role["rules"]
-    assert rule["apiGroups"] == ["ray.io"]
-    assert sorted(rule["resources"]) == ["rayclusters", "rayjobs", "rayservices"]
-    assert "*" not in rule["verbs"] and "update" not in rule["verbs"]
+    ray_rule, secrets, policies = role["rules"]
+    assert ray_rule["apiGroups"] == ["ray.io"]
+    assert sorted(ray_rule["resources"]) == ["rayclusters", "rayjobs", "rayservices"]
+    assert "*" not in ray_rule["verbs"] and "update" not in ray_rule["verbs"]
+    # the token Secret and the NetworkPolicy: create and get by name only (no list: no reading
+    # other Secrets of the namespace, no patch or delete: they go with their Ray object)
+    assert (secrets["apiGroups"], secrets["resources"]) == ([""], ["secrets"])
+    assert (policies["apiGroups"], policies["resources"]) == (["networking.k8s.io"],
+                                                             ["networkpolicies"])
+    assert sorted(secrets["verbs"]) == sorted(policies["verbs"]) == ["create", "get"]
 
 
 def test_import_stays_light() -> None:
@@ -417,7 +423,8 @@ def test_train_job_object_ships_whole_and_the_entry_runs_it(tmp_path: Any) -> No
 
     m = kuberay.rayjob_manifest(LookAlikeJob("My_Train.v2", "m-42"), research(),
                                 runtime_env={"env_vars": {"A": "1"}})
-    assert m["metadata"]["name"] == "my-train-v2"  # DNS-1035 for Kubernetes
+    # DNS-1035 for Kubernetes; converted lossily, so a hash of the original name is appended
+    assert m["metadata"]["name"] == f"my-train-v2-{naming.short_hash('My_Train.v2')}"
     assert m["spec"]["entrypoint"] == "python -m ainative.cluster.kuberay.entry"
     env = yaml.safe_load(m["spec"]["runtimeEnvYAML"])["env_vars"]
     assert env["A"] == "1"
@@ -434,19 +441,17 @@ def test_real_train_job_round_trips() -> None:
 
     job = ai.TrainJob(train_loop, workers=2, name="llama_ft")
     m = kuberay.rayjob_manifest(job, research())
-    assert m["metadata"]["name"] == "llama-ft"
+    assert m["metadata"]["name"] == f"llama-ft-{naming.short_hash('llama_ft')}"
     payload = yaml.safe_load(m["spec"]["runtimeEnvYAML"])["env_vars"][entry.ENV_VAR]
     back = entry.decode(payload)
     assert type(back) is type(job) and back.name == "llama_ft" and back.train_fn is train_loop
     assert back.max_workers == 2
 
 
-def test_ainative_endpoint_becomes_a_rayservice_with_an_import_path() -> None:
+def test_ainative_endpoint_with_an_import_path_serves_that_application() -> None:
     from tests.kuberay.jobs_for_tests import train_loop
 
     endpoint = ai.Endpoint(train_loop, name="clf", route="/v1/clf")
     m = kuberay.rayservice_manifest(endpoint, research(), import_path="mypkg.serve:app")
     (app,) = yaml.safe_load(m["spec"]["serveConfigV2"])["applications"]
     assert app == {"name": "clf", "route_prefix": "/v1/clf", "import_path": "mypkg.serve:app"}
-    with pytest.raises(errors.ConfigError, match="model factory is not a Serve application"):
-        kuberay.rayservice_manifest(endpoint, research())

@@ -44,6 +44,20 @@ def test_default_connect_is_embedded_and_idempotent(ray_local):
     assert summary.nodes[0].is_head
 
 
+def test_a_started_clusters_workers_run_at_the_callers_priority(ray_local):
+    # Ray's default (nice 15) leaves workers a few per cent of a core when anything else keeps the
+    # machine busy; a cluster connect() starts runs them at the caller's own priority.
+    import os
+
+    import ray
+
+    @ray.remote(num_cpus=0)
+    def niceness() -> int:
+        return os.nice(0)
+
+    assert ray.get(niceness.remote(), timeout=60) == os.nice(0)
+
+
 def test_resource_arguments_only_for_embedded_ray():
     unused = ray_head.free_port()
     result = run_child(f"'127.0.0.1:{unused}', num_gpus=2")

@@ -1,6 +1,6 @@
 """The issue-7 contract: `configure([Queue(..., budget=Budget(...))], prices=PriceTable(...))` alone
-enforces the queue budget through the scheduler: a job whose reserved cost exceeds what is left
-waits, with the numbers and the knob in its "why"."""
+enforces the queue budget through the scheduler: a job whose reserved cost exceeds the whole budget
+is refused at once (BudgetExceededError), with the numbers and the knob."""
 
 import pytest
 
@@ -17,7 +17,7 @@ def test_configure_with_prices_and_budget_enforces_the_budget(ray_local, tmp_pat
         gpu = ai.Resources(cpus=0.5, accelerator=ai.Accelerator("H100"))
         request = protocol.JobRequest(name="too-dear", kind="gang", bundles=(gpu,), queue="capped",
                                       max_runtime_s=3600.0)
-        with pytest.raises(errors.AdmissionError) as info:
+        with pytest.raises(errors.BudgetExceededError) as info:
             protocol.admission_for("capped").admit(request, timeout_s=3)
         why = str(info.value)
         assert "budget" in why.lower() and "max_runtime_s" in why, why

@@ -13,6 +13,7 @@ import requests
 
 import ainative as ai
 from ainative.serve import _runtime
+from tests.support import waiting
 
 
 def sleepy(a_ms: float = 5.0, b_ms: float = 1.0):
@@ -54,8 +55,9 @@ def serve_cluster(ray_local):
     serve.shutdown()
 
 
-def load(url, *, threads, count, seconds, payload=1):
-    """Closed-loop load on 127.0.0.1, bounded by request count and time. -> status codes"""
+def load(url, *, threads, count, seconds, payload=1, until=None):
+    """Closed-loop load on 127.0.0.1, bounded by request count and time, ended early once the
+    ``until`` event is set. -> status codes"""
     codes: list[int] = []
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
@@ -64,7 +66,7 @@ def load(url, *, threads, count, seconds, payload=1):
     def worker(_):
         with requests.Session() as s:
             for _ in range(per):
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or (until is not None and until.is_set()):
                     return
                 try:
                     code = s.post(url, json=payload, timeout=30).status_code
@@ -79,12 +81,7 @@ def load(url, *, threads, count, seconds, payload=1):
 
 
 def wait_for(predicate, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+    return waiting.until(what, predicate, timeout_s)
 
 
 def test_deploy_predict_http_and_bad_input(serve_cluster):
@@ -124,7 +121,10 @@ def _store_alive(name):
 
 
 def test_batching_forms_batches_under_concurrent_load(serve_cluster):
-    ep = ai.Endpoint(sleepy(a_ms=10, b_ms=1), name="batchy", resources=ai.Resources(cpus=0.5),
+    # 200 ms a batch: while one runs, the 12 clients' next requests queue at the replica however
+    # slowly a loaded machine delivers them (at 10 ms, a busy machine's proxy delivered them one by
+    # one, and singletons are then right: sparse arrivals skip the batch wait)
+    ep = ai.Endpoint(sleepy(a_ms=200, b_ms=1), name="batchy", resources=ai.Resources(cpus=0.5),
                      batching=ai.BatchingConfig(max_batch_size=16, max_wait_ms=10),
                      autoscaling=ai.AutoscalingConfig(min_replicas=1, max_replicas=1))
     h = ep.deploy()
@@ -135,7 +135,8 @@ def test_batching_forms_batches_under_concurrent_load(serve_cluster):
         m = h.metrics()
         sizes = m.batch_sizes
         assert max(sizes) > 1 and sum(n * c for n, c in sizes.items()) >= len(codes)
-        assert sum(c for n, c in sizes.items() if n > 1) > sum(sizes.values()) / 2, sizes
+        rows = sum(n * c for n, c in sizes.items())
+        assert sum(n * c for n, c in sizes.items() if n > 1) > rows / 2, sizes   # most requests batched
         assert m.p50_ms is not None and m.p99_ms >= m.p50_ms > 0 and m.qps > 0
         assert m.replicas_running == 1 and m.replica_seconds > 0
     finally:
@@ -237,16 +238,21 @@ def test_scales_up_under_load_then_down(serve_cluster):
     h = ep.deploy()
     try:
         peak = [0]
-        done = threading.Event()
+        done, scaled = threading.Event(), threading.Event()
 
         def watch():
             while not done.is_set():
                 peak[0] = max(peak[0], h.metrics().replicas_running)
+                if peak[0] >= 2:
+                    scaled.set()
                 time.sleep(0.3)
 
         watcher = threading.Thread(target=watch)
         watcher.start()
-        codes = load(h.url, threads=10, count=100_000, seconds=6)
+        # Load until a second replica serves, within a deadline: the autoscaler decides in about a
+        # second, but a new replica's process start takes 5 s or more on two busy cores (time to
+        # scale is measured in benchmarks/serve_autoscaling.py, not here).
+        codes = load(h.url, threads=10, count=100_000, seconds=40, until=scaled)
         done.set()
         watcher.join()
         assert set(codes) == {200}

@@ -18,7 +18,7 @@ from typing import Any
 import ray
 
 import ainative
-from ainative.cluster import local
+from ainative.cluster import background, local
 
 # Node death visible in ~1.5 s instead of ~15 s (RAY-ON-THIS-MACHINE.md).
 FAST_FAILURE_CONFIG = {"health_check_period_ms": 500, "health_check_failure_threshold": 3,
@@ -27,6 +27,8 @@ LOCAL_DEFAULTS: dict[str, Any] = dict(num_cpus=4, num_gpus=4, accelerator_type="
                                       include_dashboard=False)
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Test clusters' workers at the test's own priority, as connect() does for a cluster it starts.
+os.environ.setdefault(local.WORKER_NICENESS_ENV, "0")
 
 
 @dataclasses.dataclass
@@ -40,7 +42,8 @@ _CURRENT = _Current()
 
 
 def shutdown_current() -> None:
-    if _CURRENT.kind == "multinode":
+    background.stop_all()        # as Cluster.shutdown does: no background Ray call in flight
+    if _CURRENT.kind in ("multinode", "netns"):
         _CURRENT.handle.shutdown()
     elif ray.is_initialized():
         ray.shutdown()
@@ -86,9 +89,10 @@ class LogicalGpuCluster:
     def __init__(self, workers: Iterable[NodeSpec], head_cpus: int = 1) -> None:
         from ray.cluster_utils import Cluster
 
-        self.cluster = Cluster(initialize_head=True, connect=False, head_node_args={
+        self.cluster = _retry_start(lambda: Cluster(initialize_head=True, connect=False,
+                                                    head_node_args={
             "num_cpus": head_cpus, "num_gpus": 0, "include_dashboard": False,
-            "_system_config": FAST_FAILURE_CONFIG})
+            "_system_config": FAST_FAILURE_CONFIG}))
         self.specs: dict[str, NodeSpec] = {}
         self.workers: list[Any] = []
         for spec in workers:
@@ -102,7 +106,7 @@ class LogicalGpuCluster:
         return self.cluster.address
 
     def add_node(self, spec: NodeSpec = NodeSpec(), *, wait: bool = True) -> Any:
-        node = self.cluster.add_node(wait=wait, **spec.node_args())
+        node = _retry_start(lambda: self.cluster.add_node(wait=wait, **spec.node_args()))
         self.specs[node.node_id] = spec
         self.workers.append(node)
         return node
@@ -120,9 +124,25 @@ class LogicalGpuCluster:
         raise TimeoutError(f"node {node_id} still alive after {timeout_s} s")
 
     def shutdown(self) -> None:
+        background.stop_all()
         if ray.is_initialized():
             ray.shutdown()
         self.cluster.shutdown()
+
+
+def _retry_start(start: Any, attempts: int = 3) -> Any:
+    """Start a Ray node, again when its raylet misses Ray's fixed 30 s registration wait (two
+    saturated cores); a failed try's half-started processes are stopped first, as
+    ``ainative.connect`` does for the embedded Ray."""
+    for attempt in range(1, attempts + 1):
+        since = time.time()
+        try:
+            return start()
+        except Exception as exc:
+            if "timed out during startup" not in str(exc) or attempt == attempts:
+                raise
+            local._stop_children_since(since)
+    raise AssertionError("unreachable")
 
 
 def logical_gpu_cluster(workers: Iterable[NodeSpec], head_cpus: int = 1) -> LogicalGpuCluster:
@@ -131,6 +151,12 @@ def logical_gpu_cluster(workers: Iterable[NodeSpec], head_cpus: int = 1) -> Logi
     cluster = LogicalGpuCluster(list(workers), head_cpus=head_cpus)
     _CURRENT.kind, _CURRENT.key, _CURRENT.handle = "multinode", None, cluster
     return cluster
+
+
+def adopt(kind: str, handle: Any) -> None:
+    """Make ``handle`` (with a ``shutdown()`` that disconnects and stops it) this session's cluster;
+    the caller ran ``shutdown_current()`` before it connected. Used by tests/faults."""
+    _CURRENT.kind, _CURRENT.key, _CURRENT.handle = kind, None, handle
 
 
 def held() -> dict[str, list[str]]:

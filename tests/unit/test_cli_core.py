@@ -25,3 +25,14 @@ def test_status_with_unreachable_address_exits_1():
                           f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert "ClusterConnectionError" in out.stderr and f"127.0.0.1:{port}" in out.stderr
+
+
+def test_ctrl_c_works_even_when_started_with_sigint_ignored():
+    # a non-interactive shell starts background jobs with SIGINT ignored; the CLI's "until
+    # Ctrl-C" commands (demo --keep, dashboard, serve) must still stop on it
+    code = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "from ainative.cli import main; main.main([])\n"
+            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "True"

@@ -5,7 +5,7 @@ import pytest
 from ainative import errors
 from ainative.cost import _admission, probes
 from ainative.cost import meter as meter_mod
-from ainative.policy import guardrails as g
+from ainative.policy.cost import guardrails as g
 from ainative.policy.pricing import Budget, IdlePolicy, PriceTable
 from ainative.resources import Accelerator, Resources
 from ainative.scheduling import protocol

@@ -12,7 +12,7 @@ from ainative.cli import main as cli
 from ainative.cost import ledger as ledger_mod
 from ainative.cost import meter as meter_mod
 from ainative.cost import reporting as report_mod
-from ainative.policy import guardrails as g
+from ainative.policy.cost import guardrails as g
 from ainative.policy.pricing import Budget, IdlePolicy, PriceTable
 
 PRICES = PriceTable({"H100": 4.0, "L4": 0.7}, cpu_core_hour_usd=0.04)

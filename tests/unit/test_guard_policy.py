@@ -3,7 +3,7 @@
 import pytest
 
 from ainative import errors
-from ainative.policy import guardrails as g
+from ainative.policy.cost import guardrails as g
 from ainative.policy.pricing import Budget, IdlePolicy, PriceTable
 
 PRICES = PriceTable({"H100": 4.0}, cpu_core_hour_usd=0.0)

@@ -3,9 +3,9 @@
 import pytest
 
 from ainative import errors
-from ainative.cost import simulate as sim
-from ainative.policy import guardrails as g
-from ainative.policy.guard_hook import GuardrailsHook
+from ainative.sim import guardrails as sim
+from ainative.policy.cost import guardrails as g
+from ainative.policy.cost.hook import GuardrailsHook
 from ainative.policy.pricing import Budget, IdlePolicy, PriceTable
 from ainative.policy.queues import Queue
 

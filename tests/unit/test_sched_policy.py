@@ -105,7 +105,7 @@ def test_backfill_may_use_other_nodes():
 
 
 def test_aging_lets_an_old_low_priority_job_overtake():
-    for aging_s, first in ((1800.0, "old-low"), (1e9, "new-high")):
+    for aging_s, first in ((1800.0, "old-low"), (3e8, "new-high")):
         eng = make([Queue("q", quota={"H100": 8})], nodes=((4, "H100"),), aging_s=aging_s)
         sub(eng, "blocker", "q", 4, 0, dur=3600, pre=False)
         sub(eng, "old-low", "q", 4, 1, prio=0)
@@ -166,11 +166,14 @@ def test_decision_time_bounded_with_5000_pending():
         eng.submit(Job(f"j{i}", f"t{i % 6}", 8 if i % 3 == 0 else 1, "H100", duration_s=100), float(i))
     eng.schedule(5000.0)
     eng.latencies_s.clear()
+    eng.cpu_s.clear()
     for k in range(20):
         eng.finish(next(iter(eng.running)), 6000.0 + k)
         eng.schedule(6000.0 + k)
     assert len(eng.pending) == 6 and sum(len(v) for v in eng.pending.values()) > 4000
-    assert sorted(eng.latencies_s)[-1] < 0.05     # generous bound here; the benchmark reports p99
+    # CPU time of a pass (wall time on a loaded 2-core machine measures the neighbours); a
+    # generous bound here, the benchmark reports wall-clock p99
+    assert max(eng.cpu_s) < 0.05
 
 
 def test_starving_job_goes_first_and_takes_the_reservation():

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import dataclasses
 import time
 
 import pytest
 
 import ainative as ai
+from ainative import errors
 from ainative.serve import _metrics, _replica
 
 
@@ -141,7 +143,7 @@ class _FakeModel:
     def __init__(self, deaths):
         self.deaths, self.calls = deaths, 0
 
-    def remote(self, payload, t_arrival):
+    def remote(self, payload, t_arrival, demand_rps=None):
         self.calls += 1
 
         async def answer():
@@ -153,43 +155,190 @@ class _FakeModel:
         return answer()
 
 
-def make_ingress(model, idempotent=True, max_bytes=64):
+def make_ingress(model, idempotent=True, max_bytes=64, timeout_s=5.0, auth_digest=None):
     from ainative.serve import _ingress
 
     ing = _ingress.Ingress.__new__(_ingress.Ingress)
-    ing._model, ing._idempotent, ing._max_bytes, ing._timeout_s = model, idempotent, max_bytes, 5
-    ing._counters, ing._last_push = {"retries": 0, "http_4xx": 0, "http_5xx": 0}, float("inf")
+    ing._model, ing._idempotent, ing._max_bytes, ing._timeout_s = model, idempotent, max_bytes, \
+        timeout_s
+    ing._name, ing._auth_digest = "e", auth_digest
+    ing._counters, ing._last_push = {"retries": 0, "http_4xx": 0, "http_5xx": 0, "shed": 0}, \
+        float("inf")
+    ing._slo_ms, ing._shed_over_slo, ing._flow = None, False, _ingress._Flow()
     return ing
+
+
+def soon(seconds=5.0):
+    return time.monotonic() + seconds
 
 
 def test_ingress_retries_once_when_idempotent_else_503():
     from ainative.serve import _ingress
 
     ing = make_ingress(_FakeModel(deaths=1))
-    assert asyncio.run(ing._predict(7)) == ("ok", 7) and ing._counters["retries"] == 1
+    assert asyncio.run(ing._predict(7, soon())) == ("ok", 7) and ing._counters["retries"] == 1
     ing = make_ingress(_FakeModel(deaths=2))
-    status, reason = asyncio.run(ing._predict(7))
+    status, reason = asyncio.run(ing._predict(7, soon()))
     assert _ingress.HTTP_STATUS[status] == 503 and "died" in reason
     ing = make_ingress(_FakeModel(deaths=1), idempotent=False)
-    status, reason = asyncio.run(ing._predict(7))
+    status, reason = asyncio.run(ing._predict(7, soon()))
     assert status == "unavailable" and "idempotent=False" in reason
 
 
 class _Request:
-    def __init__(self, body, method="POST", declared=None):
-        self.method, self._body = method, body
-        self.headers = {} if declared is None else {"content-length": str(declared)}
+    """A Starlette request stand-in whose body arrives in ``chunks`` (a chunked upload), each
+    after ``gap_s``; ``read`` counts the bytes the ingress pulled."""
 
-    async def body(self):
-        return self._body
+    def __init__(self, body, method="POST", declared=None, chunks=None, gap_s=0.0, headers=None):
+        self.method = method
+        self._chunks = chunks if chunks is not None else [body]
+        self._gap_s = gap_s
+        self.read = 0
+        self.headers = dict(headers or {})
+        if declared is not None:
+            self.headers["content-length"] = str(declared)
+
+    async def stream(self):
+        for chunk in self._chunks:
+            if self._gap_s:
+                await asyncio.sleep(self._gap_s)
+            self.read += len(chunk)
+            yield chunk
 
 
 def test_ingress_http_checks_before_the_model():
     model = _FakeModel(deaths=0)
     ing = make_ingress(model, max_bytes=16)
-    assert asyncio.run(ing._http(_Request(b"[1, 2]"))) == ("ok", [1, 2])
-    assert asyncio.run(ing._http(_Request(b"1", declared=10_000)))[0] == "too_large"
-    assert asyncio.run(ing._http(_Request(b"1" * 17)))[0] == "too_large"
-    assert asyncio.run(ing._http(_Request(b"{nope")))[0] == "reject"
-    assert asyncio.run(ing._http(_Request(b"", method="GET")))[0] == "reject"
+    assert asyncio.run(ing._http(_Request(b"[1, 2]"), soon())) == ("ok", [1, 2])
+    assert asyncio.run(ing._http(_Request(b"1", declared=10_000), soon()))[0] == "too_large"
+    assert asyncio.run(ing._http(_Request(b"1" * 17), soon()))[0] == "too_large"
+    assert asyncio.run(ing._http(_Request(b"{nope"), soon()))[0] == "reject"
+    assert asyncio.run(ing._http(_Request(b"1", declared="12abc"), soon()))[0] == "reject"
+    assert asyncio.run(ing._http(_Request(b"", method="GET"), soon()))[0] == "method"
     assert model.calls == 1  # only the good request reached the model
+    status, reason = asyncio.run(make_ingress(model, max_bytes=4096)._http(
+        _Request(b"[" * 2048 + b"]" * 2048), soon()))
+    assert status == "reject" and "nested too deeply" in reason and model.calls == 1
+
+
+def test_ingress_streams_the_body_and_stops_past_the_limit():
+    ing = make_ingress(_FakeModel(deaths=0), max_bytes=1000)
+    request = _Request(None, chunks=[b"1" * 400] * 100)  # 40 kB, chunked, no Content-Length
+    assert asyncio.run(ing._http(request, soon()))[0] == "too_large"
+    assert request.read == 1200  # stopped at the first chunk past max_request_bytes
+    ok = _Request(None, chunks=[b"[1,", b" 2", b"]"])
+    assert asyncio.run(ing._http(ok, soon())) == ("ok", [1, 2])
+
+
+def test_ingress_gives_a_slow_body_408_at_the_deadline():
+    ing = make_ingress(_FakeModel(deaths=0), max_bytes=1000, timeout_s=0.3)
+    slow = _Request(None, chunks=[b"["] + [b"1,"] * 100 + [b"1]"], gap_s=0.05)
+    started = time.monotonic()
+    status, reason = asyncio.run(ing._http(slow, time.monotonic() + 0.3))
+    assert status == "client_timeout" and "request_timeout_s=0.3" in reason
+    assert time.monotonic() - started < 2.0
+
+
+def _answer(ing, status, value):
+    response = ing._respond(status, value)
+    return response.status_code, json.loads(response.body), dict(response.headers)
+
+
+def test_ingress_responses_carry_codes_error_ids_and_never_a_traceback():
+    ing = make_ingress(_FakeModel(deaths=0))
+    assert _answer(ing, "ok", [1.5])[:2] == (200, {"result": [1.5]})
+    code, body, headers = _answer(ing, "method", "use POST")
+    assert code == 405 and headers["allow"] == "POST"
+    code, body, headers = _answer(ing, "unauthorized", "no")
+    assert code == 401 and headers["www-authenticate"].startswith("Bearer")
+    for bad in (float("nan"), float("inf"), {1, 2}, object()):
+        code, body, headers = _answer(ing, "ok", bad)
+        assert code == 500 and len(body["error_id"]) == 12 and headers["x-error-id"] == body["error_id"]
+        assert "cannot be encoded as JSON" in body["error"] and "Traceback" not in body["error"]
+    code, body, _ = _answer(ing, "error", "the model raised RuntimeError (error id 0123456789ab; x)")
+    assert code == 500 and body["error_id"] == "0123456789ab"
+    code, body, _ = _answer(ing, "timeout", "slow")
+    assert code == 504 and len(body["error_id"]) == 12
+    assert ing._counters["http_5xx"] == 6 and ing._counters["http_4xx"] == 2
+
+
+def test_ingress_never_answers_with_its_own_traceback():
+    class Broken:
+        method = "POST"
+        headers = {}
+
+        def stream(self):
+            raise RuntimeError("secret internal state")
+
+    response = asyncio.run(make_ingress(_FakeModel(deaths=0))(Broken()))
+    body = json.loads(response.body)
+    assert response.status_code == 500 and "secret" not in body["error"]
+    assert "Traceback" not in body["error"] and len(body["error_id"]) == 12
+
+
+def test_ingress_checks_the_bearer_token_over_http_and_the_handle(monkeypatch):
+    from ainative.serve import auth
+
+    token = "t" * 32
+    model = _FakeModel(deaths=0)
+    ing = make_ingress(model, auth_digest=auth.digest_of(token))
+    for headers in ({}, {"authorization": "Bearer wrong-token-wrong-token"},
+                    {"authorization": token}, {"authorization": f"Basic {token}"}):
+        assert asyncio.run(ing._http(_Request(b"1", headers=headers), soon()))[0] == "unauthorized"
+    good = _Request(b"1", headers={"authorization": f"Bearer {token}"})
+    assert asyncio.run(ing._http(good, soon())) == ("ok", 1)
+    assert asyncio.run(ing.predict(2))[0] == "unauthorized"
+    assert asyncio.run(ing.predict(2, "nope"))[0] == "unauthorized"
+    assert asyncio.run(ing.predict(2, token)) == ("ok", 2)
+    assert model.calls == 2
+
+
+def test_replica_failure_logs_the_traceback_and_returns_only_an_id(caplog):
+    import logging
+
+    from ainative.serve import _replica
+
+    def model(x):
+        raise RuntimeError("password=hunter2 in a stack frame")
+
+    replica = _replica.ModelReplica.__new__(_replica.ModelReplica)
+    replica._batched, replica._model = False, model
+    replica._ray_metrics = type("M", (), {"batch": lambda self, n: None})()
+    with caplog.at_level(logging.ERROR, logger="ray.serve"):
+        status, message = replica._run_batch([1])[0]
+    assert status == "error" and "RuntimeError" in message and "hunter2" not in message
+    assert "Traceback" not in message
+    error_id = message.split("error id ")[1][:12]
+    assert error_id in caplog.text and "hunter2" in caplog.text and "Traceback" in caplog.text
+    replica._model = lambda x: (_ for _ in ()).throw(ValueError("bad input"))
+    assert replica._run_batch([1])[0] == ("reject", "ValueError: bad input")
+
+
+def test_token_auth_config():
+    import ainative as ai
+
+    for bad in ("", "1ABC", "A B", None, 3, "x" * 200):
+        with pytest.raises(errors.ConfigError, match="secret_env"):
+            ai.TokenAuth(secret_env=bad)
+    with pytest.raises(errors.ConfigError, match="auth"):
+        ai.Endpoint(lambda: None, name="e", auth="token")
+    for bad in (float("nan"), float("inf"), 0, -1, 10**9, True, "60"):
+        with pytest.raises(errors.ConfigError, match="request_timeout_s"):
+            ai.Endpoint(lambda: None, name="e", request_timeout_s=bad)
+
+
+def test_token_auth_reads_the_environment(monkeypatch):
+    import ainative as ai
+
+    auth = ai.TokenAuth(secret_env="AINATIVE_TEST_TOKEN")
+    monkeypatch.delenv("AINATIVE_TEST_TOKEN", raising=False)
+    with pytest.raises(errors.ConfigError, match="AINATIVE_TEST_TOKEN is not set"):
+        auth.token()
+    with pytest.raises(errors.ConfigError, match="AINATIVE_TEST_TOKEN is not set"):
+        ai.Endpoint(lambda: None, name="e", auth=auth).deploy()  # before any Ray is touched
+    monkeypatch.setenv("AINATIVE_TEST_TOKEN", "short")
+    with pytest.raises(errors.ConfigError, match="at least 16"):
+        auth.digest()
+    monkeypatch.setenv("AINATIVE_TEST_TOKEN", "s" * 20)
+    assert auth.header() == {"Authorization": "Bearer " + "s" * 20}
+    assert len(auth.digest()) == 64 and "s" * 20 not in auth.digest()

@@ -37,3 +37,14 @@ def test_queue_parser_registered(capsys):
     parser = main.build_parser()
     args = parser.parse_args(["queue", "why", "job-1", "--json"])
     assert args.job == "job-1" and args.json
+
+
+def test_production_shape_and_placement(tmp_path, capsys):
+    path, cluster = tmp_path / "p.csv", tmp_path / "c.yaml"
+    assert main.main(["simulate", str(path), "--generate", "300", "--gpus", "64", "--shape", "production",
+                      "--cluster-out", str(cluster)]) == 0
+    assert "wrote 300 jobs" in capsys.readouterr().out and cluster.exists()
+    assert main.main(["simulate", str(path), "--cluster", str(cluster), "--policy", "ainative",
+                      "--placement", "fgd", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["placement"] == "fgd" and out["completed_jobs"] + out["unscheduled_jobs"] == 300

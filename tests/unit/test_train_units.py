@@ -49,11 +49,11 @@ def test_train_job_rejects_bad_input_at_construction(kwargs, words):
 
 def test_train_job_request_carries_scheduling_fields():
     job = ai.TrainJob(noop, workers=(2, 4), queue="q", priority=5, preemptible=False,
-                      max_runtime_s=60, expected_duration_s=30, budget="b")
+                      max_runtime_s=60, expected_duration_s=30, budget=ai.Budget(usd=1))
     req = job.request()
     assert (req.kind, req.queue, req.priority, req.preemptible, req.min_bundles) == \
         ("train", "q", 5, False, 2)
-    assert len(req.bundles) == 4 and req.max_runtime_s == 60 and req.budget == "b"
+    assert len(req.bundles) == 4 and req.max_runtime_s == 60 and req.budget == ai.Budget(usd=1)
     assert job.name == "noop" and "workers=(2, 4)" in repr(job)
 
 
@@ -306,3 +306,45 @@ def test_job_metrics_step_time_and_restarts():
     assert recorded == [("world_size", 2.0, "j"), ("step_time", 0.1, "j"),
                         ("steps_per_s", 10.0, "j"), ("restarts", 1.0, "j"),
                         ("world_size", 2.0, "j")]
+
+
+def test_gloo_interface_is_the_one_holding_the_node_ip():
+    from ainative.train import _dist
+
+    assert _dist.interface_for("127.0.0.1") == "lo"
+    assert _dist.interface_for("203.0.113.254") is None  # TEST-NET-3: on no interface here
+
+
+def test_controller_stopped_while_requeued_ends_instead_of_resuming(tmp_path, monkeypatch):
+    """A user stop while a preempted job waits to be admitted again: admission withdraws the
+    request (AdmissionError) and the job ends "stopped: <reason>", no new gang."""
+    monkeypatch.setenv("AINATIVE_EVENTS_DIR", str(tmp_path / "ev"))
+
+    class PreemptedOnce:
+        def __init__(self):
+            self.released: list[str] = []
+            self.stops = [protocol.StopRequest("preempted", grace_s=5.0)]
+
+        def poll(self, usage=None):
+            return self.stops.pop(0) if self.stops else None
+
+        def release(self, outcome):
+            self.released.append(outcome)
+
+    FakeGroup.started = []
+    FakeGroup.scripts = [[[_answer("running"), _answer("running")],
+                          [_answer("stopped"), _answer("stopped")]]]
+    lease = PreemptedOnce()
+    controller = _Controller(_spec(tmp_path), lease)
+    controller.lease_poll_s = 0.0
+
+    def readmit():
+        controller.request_stop(protocol.StopRequest("cancelled"))      # the user, meanwhile
+        raise errors.AdmissionError("job 'fake' was stopped while it waited", cancelled=True)
+
+    controller.readmit = readmit
+    result = controller.run()
+    assert result.status == "stopped: cancelled" and FakeGroup.started == [2]
+    assert lease.released == ["stopped: preempted"]
+    kinds = [e["event"] for e in _events.read("fake")]
+    assert "requeued" in kinds and "resumed" not in kinds and kinds[-1] == "finished"

@@ -25,6 +25,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser("demo", help="run the end-to-end demo on an embedded local Ray")
     p.add_argument("--small", action="store_true",
                    help="a trimmed run (fewer rows, steps and requests), every step kept")
+    p.add_argument("--verbose", action="store_true",
+                   help="also print Ray's INFO lines and Ray Serve's per-request access logs")
+    p.add_argument("--keep", action="store_true",
+                   help="keep Ray, the scheduler and the dashboard up after the demo, until Ctrl-C")
     p.set_defaults(func=cmd_demo)
 
 
@@ -47,8 +51,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     cluster = ainative.connect(args.address, include_dashboard=False) if args.address is None \
         else ainative.connect(args.address)
     try:
-        summary = cluster.resources()
-        print(json.dumps(summary.to_dict(), indent=2) if args.json else summary.table())
+        if args.json:  # the dashboard's /api/v1/cluster, so page and terminal agree
+            from ainative.dashboard import api
+
+            print(json.dumps(api.cluster(), indent=2))
+        else:
+            print(cluster.resources().table())
     finally:
         cluster.shutdown()
     return 0
@@ -60,5 +68,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ainative import demo
 
     small = args.small or os.environ.get("AINATIVE_DEMO_SCALE") == "small"
-    summary = demo.run(rows=8_000, steps=40, burst_scale=0.6) if small else demo.run()
-    return 0 if summary.get("train", {}).get("status") == "succeeded" else 1
+    keep = bool(getattr(args, "keep", False))
+    summary = demo.run(rows=8_000, steps=40, burst_scale=0.75, verbose=args.verbose, keep=keep) if small \
+        else demo.run(verbose=args.verbose, keep=keep)
+    return 0 if summary.get("ok") else 1

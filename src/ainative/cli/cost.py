@@ -29,13 +29,17 @@ def register(sub: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ainative import cost
+    import json
 
+    from ainative import cost
+    from ainative.dashboard import api
+
+    if args.json:  # the dashboard's /api/v1/cost/report, so page and terminal agree
+        print(json.dumps(api.cost_report(args.by, args.since, args.until, args.ledger), indent=2))
+        return 0
     result = cost.report(by=args.by, since=args.since, until=args.until, path=args.ledger)
     if args.csv:
         print(result.to_csv(), end="")
-    elif args.json:
-        print(result.to_json())
     else:
         print(result.table())
     return 0

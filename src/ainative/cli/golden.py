@@ -54,12 +54,19 @@ def cmd_apply(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     from ainative import events
 
-    records = events.follow(args.job, stop_after_s=args.timeout) if args.follow else iter(
-        events.read(args.job))
+    skipped = 0
+    if args.follow:
+        records = events.follow(args.job, stop_after_s=args.timeout)
+    else:
+        found, skipped = events.read_counted(args.job)
+        records = iter(found)
     seen = False
     for record in records:
         seen = True
         print(json.dumps(record) if args.json else events.format_event(record), flush=True)
+    if skipped:
+        print(f"ainative: skipped {skipped} unparsable line(s) in {events.log_path(args.job)}",
+              file=sys.stderr)
     if not seen and not args.follow:
         print(f"ainative: no events for job {args.job!r} in {events.events_dir()}", file=sys.stderr)
         return 1

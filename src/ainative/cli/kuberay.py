@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 EXAMPLES = """examples:
@@ -57,22 +56,19 @@ def register(sub: Any) -> None:
 
 
 def load_cluster_spec(path: str) -> Any:
-    """The KubeRayClusterConfig of a cluster file (file:line errors through ainative.spec)."""
+    """The KubeRayClusterConfig of a cluster file (SpecError with file:line on any problem)."""
+    from ainative import kuberay_apply
+
+    return kuberay_apply.load_cluster_spec(path)
+
+
+def _dump(manifests: list[dict[str, Any]]) -> str:
+    """YAML documents for --dry-run (a generated token is shown redacted, never printed)."""
     import yaml
 
-    from ainative import errors
-    from ainative.cluster import kuberay
+    from ainative.cluster.kuberay import security
 
-    docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d is not None]
-    if len(docs) != 1 or not isinstance(docs[0], dict):
-        raise errors.SpecError(f"{path}: expected one KubeRayCluster document, found {len(docs)}",
-                               file=path, line=1, field="kind")
-    if docs[0].get("kind") == "KubeRayCluster":
-        from ainative import spec
-
-        (doc,) = spec.load(path)
-        return spec.build(doc)
-    return kuberay.KubeRayClusterConfig.from_dict(docs[0])
+    return yaml.safe_dump_all([security.redacted(m) for m in manifests], sort_keys=False)
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -93,13 +89,14 @@ def _client(args: argparse.Namespace) -> Any:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    import yaml
-
     from ainative.cluster import kuberay
+
+    from ainative.cluster.kuberay import security
 
     spec = load_cluster_spec(args.cluster)
     if args.dry_run:
-        print(yaml.safe_dump(kuberay.raycluster_manifest(spec), sort_keys=False), end="")
+        print(_dump([kuberay.raycluster_manifest(spec), *security.companions(spec, spec.name)]),
+              end="")
         return 0
     cluster = kuberay.up(spec, timeout_s=args.timeout_s, client=_client(args))
     verb = "created" if cluster.created else "adopted"
@@ -107,6 +104,10 @@ def cmd_up(args: argparse.Namespace) -> int:
           f"  address:   {cluster.address}\n  dashboard: {cluster.dashboard_url}\n"
           f"  from outside the cluster: kubectl port-forward -n {cluster.namespace} "
           f"svc/{cluster.head_service} 10001:10001 8265:8265")
+    if cluster.auth_secret:
+        print(f"  token auth: export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=\"$(kubectl get secret -n "
+              f"{cluster.namespace} {cluster.auth_secret} -o jsonpath='{{.data.auth_token}}' | "
+              "base64 -d)\"  (or os.environ.update(cluster.auth_env()) in Python)")
     return 0
 
 
@@ -120,26 +121,12 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def _jobs(path: str) -> list[Any]:
-    import yaml
+    from ainative import kuberay_apply
 
-    from ainative import errors
-
-    docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if d is not None]
-    if any(isinstance(d, dict) and d.get("kind") for d in docs):
-        from ainative import spec
-
-        return [spec.build(d) for d in spec.load(path) if d.kind == "TrainJob"]
-    for i, d in enumerate(docs):
-        if not isinstance(d, dict) or set(d) - {"name", "entrypoint"}:
-            raise errors.SpecError(f"{path}: document {i + 1} must be kind: TrainJob or have only "
-                                   f"'name' and 'entrypoint'; got {d!r}", file=path, line=1,
-                                   field="kind")
-    return docs
+    return kuberay_apply.load_jobs(path)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    import yaml
-
     from ainative import errors
     from ainative.cluster import kuberay
 
@@ -148,8 +135,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not jobs:
         raise errors.SpecError(f"{args.job}: no jobs in it", file=args.job, line=1, field="kind")
     if args.dry_run:
-        print(yaml.safe_dump_all([kuberay.rayjob_manifest(j, spec) for j in jobs],
-                                 sort_keys=False), end="")
+        from ainative.cluster.kuberay import security
+
+        out: list[dict[str, Any]] = []
+        for job in jobs:
+            manifest = kuberay.rayjob_manifest(job, spec)
+            out += [manifest, *security.companions(spec, manifest["metadata"]["name"])]
+        print(_dump(out), end="")
         return 0
     client = _client(args)
     handles = [kuberay.submit(j, spec, client=client) for j in jobs]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from ainative import errors
@@ -20,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ainative.cli.kuberay",
     "ainative.cli.train",
     "ainative.cli.serve",
+    "ainative.cli.dashboard",
 )
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -38,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Every long-running command (demo --keep, dashboard, serve) says "until Ctrl-C": make that
+    # true even when the CLI was started with SIGINT ignored, as a non-interactive shell starts
+    # its background jobs (`make demo ... &` in a script).
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

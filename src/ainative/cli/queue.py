@@ -50,11 +50,16 @@ def _connect(args: argparse.Namespace) -> Any:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     from ainative import scheduling
+    from ainative.dashboard import api
 
     cluster = _connect(args)
     try:
-        status = scheduling.status()
-        print(json.dumps(status, indent=2) if args.json else table(status))
+        if args.json:  # the dashboard's /api/v1/queues, so page and terminal agree
+            body = api.queues()
+            print(json.dumps(body, indent=2))
+            return 0 if body["available"] else 1
+        else:
+            print(table(scheduling.status()))
     finally:
         cluster.shutdown()
     return 0

@@ -114,7 +114,10 @@ class Cluster:
         """Disconnect; stop the embedded Ray only if this connection started it."""
         import ray
 
+        from ainative.cluster import background
+
         global _CURRENT
+        background.stop_all()        # no heartbeat or poll may be mid-call when Ray goes down
         if ray.is_initialized():
             ray.shutdown()
         if _CURRENT is self:
@@ -210,7 +213,6 @@ def _start_local(namespace: str, *, num_cpus: int | None, num_gpus: int | None,
                  accelerator_type: str | None, resources: Mapping[str, float] | None,
                  include_dashboard: bool, object_store_memory_bytes: int | None,
                  runtime_env: dict[str, Any] | None, log_to_driver: bool) -> Cluster:
-    import ray
 
     from ainative import resources as res
 
@@ -222,6 +224,11 @@ def _start_local(namespace: str, *, num_cpus: int | None, num_gpus: int | None,
                 field="accelerator_type", value=accelerator_type)
         custom[res.Accelerator(accelerator_type).resource_name] = 1.0
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray starts its workers at nice 15 so that its own daemons stay responsive; on a machine that
+    # other work keeps busy, that leaves every task and actor (Serve's proxy included) a few
+    # per cent of a core, and start-up checks time out. A cluster started here is the user's own
+    # work: its workers run at the user's priority (RAY_worker_niceness in the environment wins).
+    os.environ.setdefault(WORKER_NICENESS_ENV, "0")
     # address="local": always a new embedded Ray, never a stray `ray start` cluster on this host.
     kwargs: dict[str, Any] = dict(address="local", namespace=namespace, num_cpus=num_cpus,
                                   num_gpus=num_gpus,
@@ -229,11 +236,74 @@ def _start_local(namespace: str, *, num_cpus: int | None, num_gpus: int | None,
                                   dashboard_host="127.0.0.1", log_to_driver=log_to_driver,
                                   runtime_env=runtime_env,
                                   object_store_memory=object_store_memory_bytes)
-    ctx = ray.init(**{k: v for k, v in kwargs.items() if v is not None})
+    ctx = _init_with_retries({k: v for k, v in kwargs.items() if v is not None})
     logger.info("started an embedded Ray (namespace %s)", namespace)
     url = getattr(ctx, "dashboard_url", None) or None
     return Cluster(_gcs_address(), namespace, owned=True,
                    dashboard_url=f"http://{url}" if url else None)
+
+
+START_ATTEMPTS = 3
+WORKER_NICENESS_ENV = "RAY_worker_niceness"
+
+
+def _init_with_retries(kwargs: dict[str, Any]) -> Any:
+    """``ray.init`` for a new embedded Ray, tried again when its raylet does not register within
+    Ray's fixed 30 s (it happens on a saturated machine). Ray leaves the half-started GCS and
+    raylet of a failed attempt running; they are our child processes, and are stopped before the
+    next try so that they do not load the machine further."""
+    import time
+
+    import ray
+
+    for attempt in range(1, START_ATTEMPTS + 1):
+        started = time.time()
+        try:
+            return ray.init(**kwargs)
+        except Exception as exc:  # Ray raises a bare Exception for this
+            if "timed out during startup" not in str(exc):
+                raise
+            stopped = _stop_children_since(started)
+            if attempt == START_ATTEMPTS:
+                raise errors.ClusterError(
+                    f"the embedded Ray did not start: its raylet did not register within Ray's "
+                    f"30 s, {START_ATTEMPTS} times (the machine may be saturated; check the load "
+                    "and free memory, or start Ray yourself with `ray start --head` and "
+                    "connect(address='auto'))") from exc
+            logger.warning("the embedded Ray did not come up within 30 s (attempt %d of %d; busy "
+                           "machine?); stopped %d half-started process(es) and trying again",
+                           attempt, START_ATTEMPTS, stopped)
+    raise AssertionError("unreachable")
+
+
+def _stop_children_since(since: float) -> int:
+    """Kill this process's Ray child processes (GCS, raylet, agents, workers: their command lines
+    name Ray's package) started at or after ``since``: what a failed ray.init left running."""
+    import psutil
+
+    victims = [p for p in psutil.Process().children(recursive=True)
+               if _created(p) >= since - 0.5 and _is_ray(p)]
+    for proc in victims:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(victims, timeout=10)
+    return len(victims)
+
+
+def _is_ray(proc: Any) -> bool:
+    try:
+        return any("/ray/" in part or part.startswith("ray::") for part in proc.cmdline())
+    except Exception:  # gone already, or not ours to read
+        return False
+
+
+def _created(proc: Any) -> float:
+    try:
+        return float(proc.create_time())
+    except Exception:  # gone already
+        return 0.0
 
 
 def _join(address: str, namespace: str, *, runtime_env: dict[str, Any] | None, log_to_driver: bool,

@@ -7,9 +7,10 @@
     ...  # every job admitted through ainative.scheduling.protocol is now metered and guarded
     ai.cost.report(by="team", since="2026-11-01").table()
 
-``enable`` wraps whatever admission is installed (immediate, or the scheduler's) so that per-job
-guardrails (budget, max_runtime_s, idle reclaim, crash loop, overrun) hold for any job. Queue
-budgets inside the scheduler go through ``ainative.policy.guard_hook`` instead.
+``enable`` installs the "cost" layer of the admission chain (``scheduling.protocol``), which wraps
+whatever is below it (immediate admission, or the scheduler's layer, installed before or after),
+so that per-job guardrails (budget, max_runtime_s, idle reclaim, crash loop, overrun) hold for any
+job. Queue budgets inside the scheduler go through ``ainative.policy.cost.hook`` instead.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ainative.cost.meter import Meter
 from ainative.cost.probes import ManualProbe, NvmlProbe, UtilizationProbe, default_probe
 from ainative.cost.reporting import CostReport, parse_time, report
 from ainative.cost.scheduler import LedgerGuardrails, scheduler_guardrails
-from ainative.policy import guardrails as g
+from ainative.policy.cost import guardrails as g
 from ainative.policy import pricing
 
 __all__ = ["LEDGER_ENV", "CostGuard", "CostReport", "GuardrailConfig", "Ledger", "LedgerGuardrails",
@@ -33,6 +34,8 @@ __all__ = ["LEDGER_ENV", "CostGuard", "CostReport", "GuardrailConfig", "Ledger",
            "default_probe", "disable", "enable", "parse_time", "report", "scheduler_guardrails"]
 
 GuardrailConfig = g.GuardrailConfig
+LAYER = "cost"
+"""The cost guard's name in the admission chain (``ainative.scheduling.protocol.layers()``)."""
 _ACTIVE: CostGuard | None = None
 
 
@@ -42,7 +45,6 @@ class CostGuard:
 
     meter: Any
     ledger_path: str
-    previous_factory: Any
     in_actor: bool
 
     def disable(self) -> None:
@@ -97,26 +99,24 @@ def enable(*, prices: pricing.PriceTable | None = None,
     from ainative.cost import _admission
 
     live_probe = default_probe() if probe == "auto" else probe
-    previous = protocol._FACTORY
     grace = (config or g.GuardrailConfig()).stop_grace_s
 
-    def factory(queue: str | None) -> protocol.Admission:
-        inner = previous(queue) if previous is not None else protocol.ImmediateAdmission()
+    def wrap(inner: protocol.Admission, queue: str | None) -> protocol.Admission:
         return _admission.GuardedAdmission(meter, inner, probe=live_probe, grace_s=grace, idle=idle)
 
-    protocol.set_admission_factory(factory)
-    _ACTIVE = CostGuard(meter=meter, ledger_path=path, previous_factory=previous, in_actor=in_actor)
+    protocol.install(protocol.Layer(LAYER, protocol.COST_RANK, wrap))
+    _ACTIVE = CostGuard(meter=meter, ledger_path=path, in_actor=in_actor)
     return _ACTIVE
 
 
 def disable() -> None:
-    """Restore the admission that was installed before ``enable`` (the meter actor keeps running
-    so that other drivers' jobs stay metered)."""
+    """Remove the cost guard's layer from the admission chain; the other layers (the scheduler's)
+    stay (the meter actor keeps running so that other drivers' jobs stay metered)."""
     global _ACTIVE
     from ainative.scheduling import protocol
 
     if _ACTIVE is not None:
-        protocol.set_admission_factory(_ACTIVE.previous_factory)
+        protocol.uninstall(LAYER)
         _ACTIVE = None
 
 

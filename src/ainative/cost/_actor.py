@@ -12,7 +12,7 @@ import ray
 
 from ainative import errors
 from ainative.cost import meter as meter_mod
-from ainative.policy import guardrails as g
+from ainative.policy.cost import guardrails as g
 
 ACTOR_NAME = "ainative-cost-meter"
 NAMESPACE = "ainative"

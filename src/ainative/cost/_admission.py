@@ -17,7 +17,8 @@ import logging
 from typing import Any, Protocol
 
 from ainative import errors
-from ainative.policy import guardrails as g
+from ainative.policy.cost import guardrails as g
+from ainative.policy.cost import hook
 from ainative.policy import pricing
 from ainative.scheduling import protocol
 
@@ -71,14 +72,17 @@ class GuardedAdmission:
         except BaseException:
             inner.release("failed")
             raise
-        return GuardedLease(self, request.name, inner)
+        keep_min = request.kind == "endpoint" and not request.preemptible
+        return GuardedLease(self, request.name, inner, keep_min=keep_min)
 
 
 class GuardedLease:
     """A lease that meters the job and turns guardrail stops into ``StopRequest``s."""
 
-    def __init__(self, owner: GuardedAdmission, name: str, inner: protocol.Lease) -> None:
+    def __init__(self, owner: GuardedAdmission, name: str, inner: protocol.Lease, *,
+                 keep_min: bool = False) -> None:
         self.owner, self.name, self.inner = owner, name, inner
+        self.keep_min = keep_min      # an endpoint's min_replicas lease: a min_replicas budget keeps it
         self.decisions: list[g.Decision] = []
         self._released = False
 
@@ -93,9 +97,16 @@ class GuardedLease:
         if stop is not None:
             return stop
         for d in decisions:
-            if d.kind == "stop":
-                return protocol.StopRequest(reason=d.reason, checkpoint=d.checkpoint,
-                                            grace_s=self.owner.grace_s, message=d.message)
+            if d.kind != "stop":
+                continue
+            grace = self.owner.grace_s
+            if d.reason == "budget":
+                if self.keep_min and d.details.get("action") == "min_replicas":
+                    continue           # the endpoint keeps min_replicas; its extras are stopped
+                # land the stop before the cap: the checkpoint gets what the budget has left
+                grace = min(grace, max(hook.MIN_STOP_S, float(d.details.get("left_s", grace))))
+            return protocol.StopRequest(reason=d.reason, checkpoint=d.checkpoint, grace_s=grace,
+                                        message=d.message)
         return None
 
     def release(self, outcome: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ainative import errors
 from ainative.policy import pricing
-from ainative.policy._spend import Charge, JobSpec
+from ainative.policy.cost.records import Charge, JobSpec
 
 LEDGER_ENV = "AINATIVE_LEDGER"
 
@@ -87,10 +87,23 @@ class Ledger:
                                                started_s))
 
     def close_meter(self, job: str, charges: Iterable[Charge] = (),
-                    events: Iterable[tuple[float, str, str, str, str]] = ()) -> None:
-        self.record(charges, events=events)
+                    events: Iterable[tuple[float, str, str, str, str]] = ()) -> bool:
+        """The job's last ``charges``, its ``events`` and the deletion of its meter row, in ONE
+        transaction, so a crash leaves either an open meter (a restarted meter charges the rest
+        from its mark) or a closed one, never charges without the close (charged twice on
+        retry). Idempotent: when the row is already gone (closed before, by this or another
+        meter), nothing is written and it returns False."""
+        rows = [(c.job, c.queue, c.team, c.accelerator, c.start_s, c.end_s, c.gpu_seconds, c.cost_usd)
+                for c in charges]
         with self._lock, self._transaction() as db:
-            db.execute("DELETE FROM meters WHERE job = ?", (job,))
+            if db.execute("DELETE FROM meters WHERE job = ?", (job,)).rowcount == 0:
+                return False
+            db.executemany("INSERT INTO charges (job, queue, team, accelerator, start_s, end_s, "
+                           "gpu_seconds, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT INTO events (ts, job, kind, reason, message) VALUES (?, ?, ?, ?, ?)",
+                           list(events))
+        _export(rows)
+        return True
 
     # -- reads -----------------------------------------------------------------------------
     def charges(self, since_s: float | None = None, until_s: float | None = None) -> list[Charge]:

@@ -6,7 +6,8 @@
     start(spec) ─> meters row (job, spec, started_s, last_meter_s)
     poll(job, utilization, restarts) ─> Guardrails.meter(now) ─> charges + decisions
                                          └─> ONE ledger transaction: charges, meter mark, events
-    finish(job, outcome) ─> last charges, meters row deleted
+    finish(job, outcome) ─> ONE ledger transaction: last charges, end event, meters row
+                            deleted (a crash leaves the meter open or closed, never half)
 
 ``Meter.open`` seeds the spend book from every ledger row and resumes the jobs still in ``meters``
 at their last mark, so a restarted meter (say, a killed scheduler actor) loses nothing.
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from ainative.cost import ledger as ledger_mod
-from ainative.policy import guardrails as g
+from ainative.policy.cost import guardrails as g
 from ainative.policy import pricing
 
 log = logging.getLogger("ainative.cost")
@@ -84,7 +85,10 @@ class Meter:
         with self._lock:
             now = self.clock()
             charges = self.rails.finish(job, now)
-            self.ledger.close_meter(job, charges, events=[(now, job, "end", outcome, "")])
+            if not self.ledger.close_meter(job, charges, events=[(now, job, "end", outcome, "")]):
+                # Closed already (another meter on this ledger, or a retry after a crash that
+                # committed the close): its charges are in the ledger once, not twice.
+                log.info("cost meter for %r was already closed; nothing charged again", job)
 
     def running(self) -> list[str]:
         with self._lock:

@@ -16,10 +16,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ainative.cost import ledger as ledger_mod
-from ainative.policy import guardrails as g
+from ainative.policy.cost import guardrails as g
 from ainative.policy import pricing
 from ainative.policy.admission import Job
-from ainative.policy.guard_hook import GuardrailsHook
+from ainative.policy.cost.hook import GuardrailsHook
+
+
+LIVE_LOOKAHEAD_S = 1.0
+"""The live scheduler's metering period: its decision pass runs about once a second."""
 
 
 class LedgerGuardrails(GuardrailsHook):
@@ -84,6 +88,8 @@ def scheduler_guardrails(queues: Sequence[Any], prices: pricing.PriceTable | Non
     """The guardrails object for ``ai.scheduling.configure(..., guardrails=...)``. Budgets come
     from ``Queue(budget=...)`` (plus ``queue_budgets``); bad input raises here, before anything
     runs: a budget for an unknown queue, a non-Budget, an unwritable ledger path."""
+    if config is None:        # live: stop a metering period ahead of a cap (the pass runs ~1/s)
+        config = g.GuardrailConfig(lookahead_s=LIVE_LOOKAHEAD_S)  # type: ignore[call-arg]
     base = GuardrailsHook.from_queues(queues, prices, queue_budgets=queue_budgets,
                                       queue_max_runtime_s=queue_max_runtime_s, config=config)
     path = str(ledger_mod.Ledger(ledger_path).path)     # opens it: ConfigError if not writable

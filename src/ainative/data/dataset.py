@@ -193,8 +193,8 @@ def range(n: int, *, payload_bytes: int = 0, num_blocks: int | None = None) -> D
     """``n`` rows: an int64 ``id`` 0..n-1 and, if ``payload_bytes`` > 0, a binary ``payload``."""
     from ainative.config import require_int
 
-    require_int("range", "n", n, minimum=0)
-    require_int("range", "payload_bytes", payload_bytes, minimum=0)
+    require_int("range", "n", n, minimum=0, maximum=2**40)
+    require_int("range", "payload_bytes", payload_bytes, minimum=0, maximum=2**30)
     row_bytes = 8 + (payload_bytes + 8 if payload_bytes else 0)
     if num_blocks is None:
         num_blocks = max(1, math.ceil(n * row_bytes / RANGE_BLOCK_BYTES)) if n else 0

@@ -58,6 +58,12 @@ when the file ``ainative-fault-<stage>-<seed>-<index>`` exists in this directory
 temp directory); it deletes the file first, so the retry runs normally. One stat per task."""
 
 
+MAX_SEED = 2**63 - 1
+"""Seeds are 64-bit (numpy's generators take at most this)."""
+MAX_PARTITIONS = 1_000_000
+"""More output blocks than this is per-row overhead, not a shuffle."""
+
+
 # Spelled out rather than config.config_dataclass so that mypy sees a dataclass.
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class ShuffleConfig:
@@ -79,14 +85,16 @@ class ShuffleConfig:
     suits one node and inputs within the budget. "auto" picks gather exactly then."""
 
     def __post_init__(self) -> None:
-        require_int("ShuffleConfig", "seed", self.seed, minimum=0)
+        require_int("ShuffleConfig", "seed", self.seed, minimum=0, maximum=MAX_SEED)
         if self.num_partitions is not None:
-            require_int("ShuffleConfig", "num_partitions", self.num_partitions, minimum=1)
+            require_int("ShuffleConfig", "num_partitions", self.num_partitions, minimum=1,
+                        maximum=MAX_PARTITIONS)
         if self.memory_budget_bytes is not None:
             require_int("ShuffleConfig", "memory_budget_bytes", self.memory_budget_bytes,
-                        minimum=1)
+                        minimum=1, maximum=2**50)
         if self.max_concurrency is not None:
-            require_int("ShuffleConfig", "max_concurrency", self.max_concurrency, minimum=1)
+            require_int("ShuffleConfig", "max_concurrency", self.max_concurrency, minimum=1,
+                        maximum=100_000)
         require_in("ShuffleConfig", "strategy", self.strategy, STRATEGIES)
 
 

@@ -1,4 +1,5 @@
-"""The job model the policy schedules, and the guardrails hook, pure Python.
+"""The job model the policy schedules, the guardrails hook, and the stop request a policy hands a
+running job, pure Python.
 
 ``Job`` is what the policy engine, the simulator and the live scheduler share. ``Guardrails`` is
 the injectable hook through which cost guardrails (budgets, idle reclaim, max runtime) take part in
@@ -53,6 +54,18 @@ class Job:
         return self.start_s + self.duration_s
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class StopRequest:
+    """Admission wants the job to stop: ``reason`` is e.g. "preempted", "budget", "max_runtime",
+    "idle", "crash_loop". With ``checkpoint`` the job checkpoints first, within ``grace_s``.
+    (Job controllers see it as ``ainative.scheduling.protocol.StopRequest``.)"""
+
+    reason: str
+    checkpoint: bool = True
+    grace_s: float = 30.0
+    message: str = ""
+
+
 @runtime_checkable
 class Guardrails(Protocol):
     """Consulted by the scheduler engine (live and simulated) at admission, on every pass, at the end.
@@ -62,6 +75,10 @@ class Guardrails(Protocol):
     running jobs that must stop (budget spent, idle, max runtime); the engine stops them like a
     preemption, without re-queueing. ``on_finish`` sees every job end with its outcome
     ("succeeded", "failed", "stopped: <reason>", "preempted").
+
+    Optional: ``check_submit(job, now)`` returns a refusal (``message`` and ``details``) when the
+    job can never be admitted, e.g. its reservation exceeds a whole budget; the engine raises
+    BudgetExceededError from ``submit`` instead of holding the job for ever.
     """
 
     def check_admit(self, job: Job, now: float) -> str | None: ...

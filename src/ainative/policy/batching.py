@@ -32,9 +32,9 @@ class BatchingConfig:
     def __post_init__(self) -> None:
         require_int("BatchingConfig", "max_batch_size", self.max_batch_size, minimum=1,
                     maximum=4096)
-        require_positive("BatchingConfig", "max_wait_ms", self.max_wait_ms, allow_zero=True)
-        if self.max_wait_ms > 10_000:
-            require_range("BatchingConfig", "max_wait_ms", self.max_wait_ms, 0, 10_000)
+        # finite and bounded: asyncio.wait_for(..., nan) never fires and a batch would wait forever
+        require_positive("BatchingConfig", "max_wait_ms", self.max_wait_ms, allow_zero=True,
+                         maximum=10_000)
         require_range("BatchingConfig", "shrink_from", self.shrink_from, 0.0, 1.0,
                       low_open=True, high_open=True)
 

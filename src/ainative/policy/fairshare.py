@@ -20,6 +20,8 @@ class UsageTracker:
         self._lambda = math.log(2) / half_life_s
         self.held: dict[str, dict[str, float]] = {}
         self.decayed: dict[str, float] = {}      # normalised: 1.0 == the whole cluster for ever
+        self._dom: dict[str, float] = {}          # dominant share of what each queue holds now
+        self.version = 0                          # bumped on every change of what is held
         self._at = 0.0
 
     def advance(self, now: float) -> None:
@@ -27,9 +29,9 @@ class UsageTracker:
         if dt <= 0:
             return
         keep = math.exp(-self._lambda * dt)
-        for q, held in self.held.items():
-            rate = self._dominant(held)
-            self.decayed[q] = self.decayed.get(q, 0.0) * keep + rate * (1 - keep)
+        dom = self._dom
+        for q in self.held:
+            self.decayed[q] = self.decayed.get(q, 0.0) * keep + dom[q] * (1 - keep)
         for q in self.decayed.keys() - self.held.keys():
             self.decayed[q] *= keep
         self._at = now
@@ -38,18 +40,20 @@ class UsageTracker:
         return max((g / self.capacity[t] for t, g in held.items() if t in self.capacity), default=0.0)
 
     def add(self, queue: str, gpu_type: str, gpus: float) -> None:
+        self.version += 1
         held = self.held.setdefault(queue, {})
         held[gpu_type] = held.get(gpu_type, 0.0) + gpus
         if held[gpu_type] <= 1e-9:
             del held[gpu_type]
             if not held:
                 del self.held[queue]
+        self._dom[queue] = self._dominant(held)
 
     def used(self, queue: str, gpu_type: str) -> float:
         return self.held.get(queue, {}).get(gpu_type, 0.0)
 
     def share(self, queue: str, weight: float) -> float:
-        return (self._dominant(self.held.get(queue, {})) + self.decayed.get(queue, 0.0)) / weight
+        return (self._dom.get(queue, 0.0) + self.decayed.get(queue, 0.0)) / weight
 
 
 def jain(values: Sequence[float]) -> float:

@@ -5,15 +5,20 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ainative.config import require_in, require_int, require_positive
+from ainative import errors
+from ainative import config
+from ainative.config import require_in
 from ainative.policy.admission import Job
 
 POLICIES = ("ainative", "fifo", "kueue")
+PLACEMENTS = ("packed", "best-fit", "worst-fit", "fgd")     # policy.fragmentation.PLACEMENTS
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
 class PolicyConfig:
-    """Knobs of the scheduling policy (the defaults suit hour-scale training jobs)."""
+    """Knobs of the scheduling policy (the defaults suit hour-scale training jobs); public as
+    ``ai.PolicyConfig``, passed to ``ai.scheduling.configure(queues, policy=...)``, to the simulator,
+    or given in a spec as ``kind: SchedulerPolicy``."""
 
     policy: str = "ainative"
     """"ainative" (fair share + placement + backfill + preemption), "fifo" or "kueue" baselines."""
@@ -40,17 +45,30 @@ class PolicyConfig:
     scan_total: int = 256
     """Candidates looked at in one pass over all queues."""
     release_on_preempt: bool = True
-    """Simulator: a victim's GPUs are free at once. Live: False, freed when its lease is released."""
+    """Simulator: a victim's GPUs are free at once. The live scheduler always sets False (a victim's
+    GPUs are freed when its lease is released), whatever is given here."""
+    placement: str = "packed"
+    """Where a gang goes among the nodes that fit it: "packed" (fewest whole free GPUs left),
+    "best-fit", "worst-fit" or "fgd" (least added fragmentation against the workload's request
+    mix); see ``policy.fragmentation``. Used by the simulator's and the live scheduler's placers."""
 
     def __post_init__(self) -> None:
         require_in("PolicyConfig", "policy", self.policy, POLICIES)
+        require_in("PolicyConfig", "placement", self.placement, PLACEMENTS)
         for f in ("half_life_s", "aging_s", "starve_s"):
-            require_positive("PolicyConfig", f, getattr(self, f))
+            config.require_seconds("PolicyConfig", f, getattr(self, f))
         for f in ("min_runtime_s", "ping_pong_s", "restart_overhead_s", "preempt_retry_s"):
-            require_positive("PolicyConfig", f, getattr(self, f), allow_zero=True)
-        require_int("PolicyConfig", "max_preemptions", self.max_preemptions, minimum=0)
-        require_int("PolicyConfig", "scan_per_queue", self.scan_per_queue, minimum=1)
-        require_int("PolicyConfig", "scan_total", self.scan_total, minimum=1)
+            config.require_seconds("PolicyConfig", f, getattr(self, f), allow_zero=True)
+        # a million preemptions of one job, or scans past a million jobs a pass, are never meant
+        config.require_int("PolicyConfig", "max_preemptions", self.max_preemptions, minimum=0,
+                           maximum=1_000_000)
+        config.require_int("PolicyConfig", "scan_per_queue", self.scan_per_queue, minimum=1,
+                           maximum=1_000_000)
+        config.require_int("PolicyConfig", "scan_total", self.scan_total, minimum=1, maximum=1_000_000)
+        if not isinstance(self.release_on_preempt, bool):
+            raise errors.ConfigError(f"PolicyConfig.release_on_preempt must be true or false, got "
+                                     f"{self.release_on_preempt!r}", field="release_on_preempt",
+                                     value=self.release_on_preempt)
 
 
 @dataclasses.dataclass(slots=True)
@@ -67,4 +85,8 @@ class _Pass:
     fail_place: dict[str, float] = dataclasses.field(default_factory=dict)
     place_reason: dict[str, str] = dataclasses.field(default_factory=dict)
     fail_quota: dict[tuple[str, str], tuple[float, str]] = dataclasses.field(default_factory=dict)
+    pass_quota: dict[tuple[str, str], tuple[float, int]] = dataclasses.field(default_factory=dict)
+    """(queue, type) -> (largest gang its quota allowed, usage version then)."""
     attempts: int = 0
+    any_types: list[str] | None = None
+    """GPU types in order of free GPUs for a gang that takes any type; None after a start."""

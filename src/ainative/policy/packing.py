@@ -7,9 +7,13 @@ for Ray's four placement strategies. It is used twice: against the cluster's *to
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 Bundle = Mapping[str, float]
+Rank = Callable[[str, Bundle], Any]
+"""A placement scorer's key for putting ``need`` on a node (lower is better; None: it does not fit
+there, e.g. no single GPU has the fraction free): see ``policy.fragmentation``."""
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 _EPS = 1e-9
 _MAX_BACKTRACK_STEPS = 20_000
@@ -33,34 +37,41 @@ def total(bundles: Sequence[Bundle]) -> dict[str, float]:
 
 
 def assign(bundles: Sequence[Bundle], nodes: Mapping[str, Mapping[str, float]],
-           strategy: str = "PACK") -> list[str] | None:
+           strategy: str = "PACK", rank: Rank | None = None) -> list[str] | None:
     """Node id for each bundle, or None when the gang cannot be placed on ``nodes``.
 
     PACK prefers as few nodes as possible and SPREAD as many, but both accept any placement (as Ray
-    does); STRICT_PACK needs one node, STRICT_SPREAD a distinct node per bundle.
+    does); STRICT_PACK needs one node, STRICT_SPREAD a distinct node per bundle. ``rank`` picks
+    among the nodes that can hold a whole gang (default: best fit, the least GPU left).
     """
     if not bundles:
         return []
     if strategy == "STRICT_PACK":
         need = total(bundles)
         best = [n for n, cap in nodes.items() if fits(need, cap)]
-        return [_tightest(best, nodes, need)] * len(bundles) if best else None
+        pick = _tightest(best, nodes, need, rank)
+        return [pick] * len(bundles) if pick is not None else None
     if strategy == "STRICT_SPREAD":
         return _match_distinct(bundles, nodes)
     if strategy == "PACK":
         need = total(bundles)
         one = [n for n, cap in nodes.items() if fits(need, cap)]
-        if one:
-            return [_tightest(one, nodes, need)] * len(bundles)
+        pick = _tightest(one, nodes, need, rank)
+        if pick is not None:
+            return [pick] * len(bundles)
     return _bin_pack(bundles, nodes, spread=(strategy == "SPREAD"))
 
 
-def _tightest(candidates: list[str], nodes: Mapping[str, Mapping[str, float]], need: Bundle) -> str:
-    # Best fit: leave the least of the scarcest thing (GPUs first) behind, to limit fragmentation.
+def _tightest(candidates: list[str], nodes: Mapping[str, Mapping[str, float]], need: Bundle,
+              rank: Rank | None = None) -> str | None:
+    # Default best fit: leave the least of the scarcest thing (GPUs first) behind.
     def leftover(n: str) -> tuple[float, float]:
         cap = nodes[n]
         return (cap.get("GPU", 0.0) - need.get("GPU", 0.0), cap.get("CPU", 0.0) - need.get("CPU", 0.0))
-    return min(candidates, key=lambda n: (leftover(n), n))
+    if rank is None:
+        return min(candidates, key=lambda n: (leftover(n), n)) if candidates else None
+    keyed = [(k, leftover(n), n) for n in candidates if (k := rank(n, need)) is not None]
+    return min(keyed)[2] if keyed else None
 
 
 def _bin_pack(bundles: Sequence[Bundle], nodes: Mapping[str, Mapping[str, float]], *,

@@ -1,5 +1,7 @@
 """Preemption, pure Python: victim eligibility and order, and the search the engine runs for a
-blocked job (reclaim lent quota, or lower priority in its own queue).
+blocked job (reclaim lent quota, or lower priority in its own queue). A job can be blocked by
+placement (the gang does not fit on free nodes) or by its queue's quota (the queue would exceed
+its nominal quota plus what it may borrow): the search frees whichever blocks, and both when both do.
 
 Victims are preemptible running jobs only: lowest priority first, then the most recently started
 (least work lost). A job inside its minimum-runtime protection window, or preempted within the
@@ -64,10 +66,13 @@ def pick_on_one_node(need: float, candidates: list[Job],
     return None if best is None else best[1]
 
 
-def preempt_for(eng: Engine, job: Job, t: str, now: float, dec: Decisions) -> bool:
+def preempt_for(eng: Engine, job: Job, t: str, now: float, dec: Decisions, *,
+                for_quota: bool = False) -> bool:
+    """Ask victims to stop so that ``job`` can start on type ``t``. ``for_quota``: its queue's quota
+    blocks it (not only placement), so the victims must free quota as well as room on the nodes."""
     if eng.cfg.policy != "ainative" or eng.cfg.max_preemptions == 0:
         return False
-    key = (job.queue, t)
+    key = (job.queue, t, for_quota)
     if now - eng._last_preempt_try.get(key, -math.inf) < eng.cfg.preempt_retry_s:
         return False
     if eng._stopping_for.get(job.job_id):
@@ -76,10 +81,12 @@ def preempt_for(eng: Engine, job: Job, t: str, now: float, dec: Decisions) -> bo
         return False
     eng._searches_left -= 1
     eng._last_preempt_try[key] = now
-    victims = _victims(eng, job, t, now)
+    victims = _quota_victims(eng, job, t, now) if for_quota else _victims(eng, job, t, now)
     if not victims:
         return False
     del eng._last_preempt_try[key]
+    if not eng.cfg.release_on_preempt:         # live: hold what the victims will free
+        eng.claim(job, t, _nodes_after(eng, job, t, victims))
     for v in victims:
         _preempt(eng, v, now, dec, job.job_id)
     if eng.cfg.release_on_preempt:
@@ -87,6 +94,18 @@ def preempt_for(eng: Engine, job: Job, t: str, now: float, dec: Decisions) -> bo
         if got is not None:
             eng._start(job, t, got, now, dec)
     return True
+
+def _nodes_after(eng: Engine, job: Job, t: str, victims: list[Job]) -> frozenset[Any]:
+    """The nodes ``job`` would go to once ``victims`` have released theirs."""
+    for v in victims:
+        eng.placer.release(v.placement)
+    try:
+        got = eng.placer.place_job(job, t, frozenset())
+    finally:
+        for v in victims:
+            eng.placer.take(v.placement)
+    return frozenset(p[0] for p in got or ())
+
 
 def _victims(eng: Engine, job: Job, t: str, now: float) -> list[Job] | None:
     q = eng.queues[job.queue]
@@ -100,7 +119,11 @@ def _victims(eng: Engine, job: Job, t: str, now: float) -> list[Job] | None:
     if not cands:
         return None
     if job.gpus <= eng.placer.per_node.get(t, 0):
-        return pick_on_one_node(job.gpus, cands, eng.placer.node_free)
+        one = pick_on_one_node(job.gpus, cands, eng.placer.node_free)
+        # a PACK gang of several bundles may also span nodes (as Ray places it): when no single
+        # node can be freed (say, an endpoint's replicas spread by Serve), free room across nodes
+        if one is not None or len(job.bundles) <= 1 or job.strategy == "STRICT_PACK":
+            return one
     taken: list[Job] = []
     fits = False
     for v in cands:                      # multi-node gang: free victims until it fits
@@ -113,20 +136,69 @@ def _victims(eng: Engine, job: Job, t: str, now: float) -> list[Job] | None:
         eng.placer.take(v.placement)
     return taken if fits else None
 
+def _quota_victims(eng: Engine, job: Job, t: str, now: float) -> list[Job] | None:
+    """Victims whose release lets ``job`` pass its queue's quota *and* fit on the nodes: its own
+    queue's lower-priority jobs, and borrowers elsewhere in the cohort when the queue lends part of
+    its nominal quota (it wants it back). Taken greedily in victim order, then pruned of any whose
+    release turned out not to be needed."""
+    q = eng.queues[job.queue]
+    cands = _recent_eligible(eng, q.name, t, now, below=job.priority)
+    if eng.usage.used(q.name, t) < q.nominal(t) - _EPS:
+        for name in eng.cohort.get(q.cohort or "", []):
+            p = eng.queues[name]
+            if name != q.name and eng.usage.used(name, t) > p.nominal(t) + _EPS:
+                cands += _recent_eligible(eng, name, t, now)
+    cands = order(cands)[:_VICTIM_SCAN]
+    taken: list[Job] = []
+    fits = False
+    for v in cands:
+        if v.queue != q.name and eng.usage.used(v.queue, t) <= eng.queues[v.queue].nominal(t) + _EPS:
+            continue                         # no longer borrowing: its queue holds only its own
+        _lift(eng, v, t, -1.0)
+        taken.append(v)
+        if _admissible(eng, job, t):
+            fits = True
+            break
+    if fits:
+        for v in reversed(taken[:-1]):       # the last one was needed; are the others?
+            _lift(eng, v, t, 1.0)
+            if _admissible(eng, job, t):
+                taken.remove(v)
+            else:
+                _lift(eng, v, t, -1.0)
+    for v in taken:
+        _lift(eng, v, t, 1.0)
+    return taken if fits else None
+
+
+def _lift(eng: Engine, victim: Job, t: str, sign: float) -> None:
+    """Take a running job's GPUs and quota out of the books (sign -1) or put them back (+1)."""
+    if sign < 0:
+        eng.placer.release(victim.placement)
+    else:
+        eng.placer.take(victim.placement)
+    eng.usage.add(victim.queue, t, sign * victim.gpus)
+
+
+def _admissible(eng: Engine, job: Job, t: str) -> bool:
+    return eng.quota_block(job, t) is None and eng.placer.place_job(job, t, frozenset()) is not None
+
+
 def _recent_eligible(eng: Engine, queue: str, t: str, now: float, below: int | None = None) -> list[Job]:
-    """Eligible victims among the most recently started jobs of ``queue`` (a dict keeps start
-    order, so walking it backwards finds the cheapest victims first and stops early)."""
+    """Eligible victims among the most recently started jobs of ``queue``, most recent first (the
+    cheapest victims first; the walk stops early). Runs younger than ``min_runtime_s`` are never
+    eligible, so the walk starts below them (``Engine.started_before``)."""
     cfg, out = eng.cfg, []
-    for job_id in reversed(eng.running_q[queue]):
-        j = eng.running_q[queue][job_id]
+    for j in eng.started_before(queue, t, now - cfg.min_runtime_s + 1e-6, below):
         if j.placed_type != t or (below is not None and j.priority >= below):
             continue
         if eligible(j, now, min_runtime_s=cfg.min_runtime_s, ping_pong_s=cfg.ping_pong_s,
-                               max_preemptions=cfg.max_preemptions):
+                    max_preemptions=cfg.max_preemptions):
             out.append(j)
             if len(out) >= _VICTIM_SCAN:
                 break
     return out
+
 
 def _preempt(eng: Engine, victim: Job, now: float, dec: Decisions, for_job: str) -> None:
     eng.preemptions += 1

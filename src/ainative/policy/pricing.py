@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import math
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -29,12 +28,16 @@ BUDGET_ACTIONS = ("stop", "min_replicas")
 IDLE_ACTIONS = ("stop", "warn")
 
 
-def _number(owner: str, field: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < 0:
+def _number(owner: str, field: str, value: Any, maximum: float = config.MAX_USD) -> float:
+    if not config.is_finite_number(value) or value < 0 or value > maximum:
         raise errors.ConfigError(
-            f"{owner}.{field} must be a finite number >= 0, got {value!r}", field=field, value=value)
+            f"{owner}.{field} must be a finite number in [0, {maximum:g}], got {value!r}",
+            field=field, value=value)
     return float(value)
+
+
+MAX_GPU_HOUR_USD = 10_000.0
+"""No accelerator costs more than this per hour; a larger price is a typo (cents for dollars)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -61,13 +64,15 @@ class PriceTable:
             raise errors.ConfigError(
                 "PriceTable.gpu_hour_usd must be a mapping such as {'H100': 4.0}, got "
                 f"{self.gpu_hour_usd!r}", field="gpu_hour_usd", value=self.gpu_hour_usd)
-        table = {resources.normalize_accelerator_type(k): _number("PriceTable", f"gpu_hour_usd[{k!r}]", v)
+        names = resources.normalize_quota_keys("PriceTable", "gpu_hour_usd", self.gpu_hour_usd)
+        table = {names[k]: _number("PriceTable", f"gpu_hour_usd[{k!r}]", v, MAX_GPU_HOUR_USD)
                  for k, v in self.gpu_hour_usd.items()}
         object.__setattr__(self, "gpu_hour_usd", table)
-        _number("PriceTable", "cpu_core_hour_usd", self.cpu_core_hour_usd)
+        _number("PriceTable", "cpu_core_hour_usd", self.cpu_core_hour_usd, MAX_GPU_HOUR_USD)
         if self.unknown_gpu_hour_usd is not None:
-            _number("PriceTable", "unknown_gpu_hour_usd", self.unknown_gpu_hour_usd)
+            _number("PriceTable", "unknown_gpu_hour_usd", self.unknown_gpu_hour_usd, MAX_GPU_HOUR_USD)
         config.require_in("PriceTable", "currency", self.currency, CURRENCIES)
+        config.require_type("PriceTable", "use_defaults", self.use_defaults, bool)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PriceTable:
@@ -133,10 +138,10 @@ class Budget:
     """At 100%: "stop" (checkpoint and stop) or "min_replicas" (endpoints scale down)."""
 
     def __post_init__(self) -> None:
-        for name in ("usd", "gpu_hours"):
+        for name, maximum in (("usd", config.MAX_USD), ("gpu_hours", config.MAX_AMOUNT)):
             value = getattr(self, name)
             if value is not None:
-                _number("Budget", name, value)
+                _number("Budget", name, value, maximum)
         if self.usd is None and self.gpu_hours is None:
             raise errors.ConfigError(
                 "Budget needs usd=... or gpu_hours=... (or both); got neither", field="usd", value=None)
@@ -187,12 +192,12 @@ class IdlePolicy:
     """"stop" (checkpoint and release) or "warn" (only warn)."""
 
     def __post_init__(self) -> None:
-        config.require_positive("IdlePolicy", "scale_to_zero_after_s", self.scale_to_zero_after_s,
-                                allow_none=True)
+        config.require_seconds("IdlePolicy", "scale_to_zero_after_s", self.scale_to_zero_after_s,
+                               allow_none=True)
         config.require_range("IdlePolicy", "threshold", self.threshold, 0.0, 1.0)
-        config.require_positive("IdlePolicy", "window_s", self.window_s)
-        config.require_positive("IdlePolicy", "warn_after_s", self.warn_after_s, allow_none=True,
-                                allow_zero=True)
+        config.require_seconds("IdlePolicy", "window_s", self.window_s)
+        config.require_seconds("IdlePolicy", "warn_after_s", self.warn_after_s, allow_none=True,
+                               allow_zero=True)
         if self.warn_after_s is not None and self.warn_after_s > self.window_s:
             raise errors.ConfigError(
                 f"IdlePolicy.warn_after_s ({self.warn_after_s}) must be <= window_s ({self.window_s})",

@@ -13,8 +13,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ainative import errors
-from ainative.config import require_positive
+from ainative import config, errors, resources
 
 DEFAULT_QUEUE = "default"
 
@@ -27,16 +26,13 @@ def _limits(owner: str, field: str, value: Mapping[str, float] | None) -> dict[s
             f"{owner}.{field} must be a mapping of accelerator type -> GPUs such as {{'H100': 8}}, "
             f"got {value!r}", field=field, value=value)
     out: dict[str, float] = {}
+    names = resources.normalize_quota_keys(owner, field, value)
     for key, amount in value.items():
-        if not isinstance(key, str) or not key:
-            raise errors.ConfigError(f"{owner}.{field} keys must be accelerator type names, got {key!r}",
-                                     field=field, value=key)
-        if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0 \
-                or math.isnan(amount):
+        if not config.is_finite_number(amount) or amount < 0 or amount > config.MAX_GPUS:
             raise errors.ConfigError(
-                f"{owner}.{field}[{key!r}] must be a number of GPUs >= 0, got {amount!r}",
-                field=field, value=amount)
-        out[key.upper()] = float(amount)
+                f"{owner}.{field}[{key!r}] must be a number of GPUs in [0, {config.MAX_GPUS:,}], "
+                f"got {amount!r}", field=field, value=amount)
+        out[names[key]] = float(amount)
     return out
 
 
@@ -64,8 +60,9 @@ class Queue:
         if not isinstance(self.name, str) or not self.name.strip():
             raise errors.ConfigError(f"Queue.name must be a non-empty string, got {self.name!r}",
                                      field="name", value=self.name)
-        object.__setattr__(self, "quota", _limits("Queue.quota", "quota", self.quota or {}))
-        require_positive("Queue", "weight", self.weight)
+        object.__setattr__(self, "quota", _limits("Queue", "quota",
+                                                  {} if self.quota is None else self.quota))
+        config.require_positive("Queue", "weight", self.weight, maximum=config.MAX_AMOUNT)
         if self.cohort is not None and (not isinstance(self.cohort, str) or not self.cohort):
             raise errors.ConfigError(f"Queue.cohort must be a non-empty string or None, got {self.cohort!r}",
                                      field="cohort", value=self.cohort)
@@ -76,6 +73,14 @@ class Queue:
                     f"Queue {self.name!r}: {field} needs a cohort to borrow from or lend to; set "
                     "cohort='...' or drop the limit", field=field, value=limits)
             object.__setattr__(self, field, limits)
+        if self.budget is not None:
+            from ainative.policy import pricing
+
+            if not isinstance(self.budget, pricing.Budget):
+                raise errors.ConfigError(
+                    f"Queue.budget: the budget of queue {self.name!r} must be an ainative.Budget "
+                    f"such as Budget(usd=1000, period='month'), got {self.budget!r}",
+                    field="budget", value=self.budget)
         for key, amount in (self.lending_limit or {}).items():
             if amount > self.quota.get(key, 0.0):
                 raise errors.ConfigError(
@@ -102,7 +107,8 @@ class Queue:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "quota": dict(self.quota), "cohort": self.cohort, "weight": self.weight,
-                "borrowing_limit": self.borrowing_limit, "lending_limit": self.lending_limit}
+                "borrowing_limit": self.borrowing_limit, "lending_limit": self.lending_limit,
+                "budget": None if self.budget is None else dataclasses.asdict(self.budget)}
 
 
 def validate_queues(queues: Sequence[Queue], gpu_types: Iterable[str] | None = None) -> list[str]:

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ainative import resources as res
-from ainative.policy import packing
+from ainative.policy import fragmentation, packing
 
 Placement = list[tuple[str, float, dict[str, float]]]    # (node id, GPUs, bundle)
 
@@ -24,17 +24,49 @@ def job_gpu_type(bundles: Iterable[Mapping[str, float]]) -> str | None:
 
 
 class BundlePlacer:
-    def __init__(self, totals: Mapping[str, Mapping[str, float]]) -> None:
+    def __init__(self, totals: Mapping[str, Mapping[str, float]], placement: str = "packed") -> None:
+        self.placement = placement
+        # per-GPU free fractions and the scorer that ranks nodes (policy.fragmentation)
+        self.gpus = fragmentation.GpuLedger({}, placement)
+        self.total: dict[str, float] = {}
+        self.per_node: dict[str, int] = {}
+        self.external: dict[str, float] = {}      # node -> GPUs held by what was not admitted
+        self.reset(totals, {}, ())
+
+    def reset(self, totals: Mapping[str, Mapping[str, float]], external: Mapping[str, float],
+              held: Iterable[Placement]) -> None:
+        """Rebuild from the live cluster: alive nodes' totals, GPUs held outside the scheduler, and
+        the placements of the jobs it admitted (bundles on nodes that are gone are dropped)."""
         self.totals = {n: dict(t) for n, t in totals.items()}
         self.free = {n: dict(t) for n, t in totals.items()}
         self.node_type = {n: (res.accelerator_type_of(t) or "").upper() for n, t in totals.items()}
-        self.total: dict[str, float] = {}
-        self.per_node: dict[str, int] = {}
+        self.external = {n: float(g) for n, g in external.items() if n in self.free and g > 0}
+        # the per-GPU books are rebuilt too; the request mix seen so far is kept
+        self.gpus = fragmentation.GpuLedger({n: t.get("GPU", 0.0) for n, t in totals.items()},
+                                            self.placement, self.gpus.mix)
+        for n, gpus in self.external.items():
+            self.free[n]["GPU"] = self.free[n].get("GPU", 0.0) - gpus
+            self.gpus.take(n, gpus, self.totals[n].get("GPU", 0.0), observe=False)
+        for placement in held:
+            self._book([p for p in placement if p[0] in self.free], observe=False)
+        total: dict[str, float] = {}
+        per_node: dict[str, int] = {}
         for n, t in self.totals.items():
             kind = self.node_type[n]
             if kind and t.get("GPU", 0) > 0:
-                self.total[kind] = self.total.get(kind, 0.0) + t["GPU"]
-                self.per_node[kind] = max(self.per_node.get(kind, 0), int(t["GPU"]))
+                total[kind] = total.get(kind, 0.0) + t["GPU"]
+                per_node[kind] = max(per_node.get(kind, 0), int(t["GPU"]))
+        self.total.clear()         # in place: the engine's fair-share tracker holds these dicts
+        self.total.update(total)
+        self.per_node.clear()
+        self.per_node.update(per_node)
+
+    def external_by_type(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for n, gpus in self.external.items():
+            kind = self.node_type.get(n) or "untyped"
+            out[kind] = out.get(kind, 0.0) + gpus
+        return out
 
     @property
     def free_total(self) -> dict[str, float]:
@@ -57,19 +89,30 @@ class BundlePlacer:
     def _assign(self, job: Any, t: str, avoid: frozenset[Any],
                 caps: Mapping[str, Mapping[str, float]]) -> Placement | None:
         nodes = self._nodes(t if job.gpus > 0 else "", avoid, caps)
-        got = packing.assign(list(job.bundles), nodes, job.strategy)
+        rank = self._rank if caps is self.free else None
+        got = packing.assign(list(job.bundles), nodes, job.strategy, rank)
         if got is None:
             return None
         return [(n, float(b.get("GPU", 0.0)), dict(b)) for n, b in zip(got, job.bundles)]
 
+    def _rank(self, node: str, need: Mapping[str, float]) -> Any:
+        return self.gpus.rank(node, need.get("GPU", 0.0), self.totals.get(node, {}).get("GPU", 0.0))
+
     def take(self, placement: Placement) -> None:
-        for n, _, b in placement:
+        self._book(placement, observe=True)
+
+    def _book(self, placement: Placement, *, observe: bool) -> None:
+        for n, g, b in placement:
+            if n not in self.free:           # a node that died since the job was placed
+                continue
+            self.gpus.take(n, g, self.totals.get(n, {}).get("GPU", 0.0), observe=observe)
             for k, v in b.items():
                 self.free[n][k] = self.free[n].get(k, 0.0) - v
 
     def release(self, placement: Placement) -> None:
-        for n, _, b in placement:
+        for n, g, b in placement:
             if n in self.free:
+                self.gpus.release(n, g)
                 for k, v in b.items():
                     self.free[n][k] = self.free[n].get(k, 0.0) + v
 

@@ -14,17 +14,32 @@ second, and releases it with an outcome when it ends::
     finally:
         lease.release(outcome)                         # "succeeded" | "failed" | "stopped: <reason>"
 
-The scheduling package replaces ``admission_for`` with a scheduler-backed implementation once
-``ainative.scheduling.configure(...)`` has been called; without it every job is admitted at once.
+Admission is an explicit, ordered chain of *layers*: each wraps the admission below it. With
+nothing installed every job is admitted at once (``ImmediateAdmission``)::
+
+    admission_for(queue) = cost guard (rank 200, ``ai.cost.enable``)
+                             └ wraps scheduler (rank 100, ``ai.scheduling.configure``)
+                                 └ wraps ImmediateAdmission (the base)
+
+A layer is installed under a name (installing the same name again replaces it, uninstalling
+removes only it) and applied by rank, lowest innermost, so ``cost.enable`` then
+``scheduling.configure`` and the reverse build the same chain.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from ainative import errors
 from ainative import resources as res
+from ainative.policy import admission as policy_admission
+
+StopRequest = policy_admission.StopRequest
+"""Re-exported: admission wants the job to stop (defined in ``ainative.policy.admission``)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -43,17 +58,12 @@ class JobRequest:
     budget: Any = None                          # ainative Budget for this job, or None
     min_bundles: int | None = None              # elastic jobs: can start with this many
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class StopRequest:
-    """Admission wants the job to stop: ``reason`` is e.g. "preempted", "budget", "max_runtime",
-    "idle", "crash_loop". With ``checkpoint`` the job checkpoints first, within ``grace_s``."""
-
-    reason: str
-    checkpoint: bool = True
-    grace_s: float = 30.0
-    message: str = ""
+    on_pending: Callable[[str], None] | None = dataclasses.field(default=None, compare=False)
+    """Called with why the job waits, at once and on every change (e.g. the progress bar's
+    ``pending: <why>``); admissions that never wait do not call it."""
+    cancelled: Callable[[], bool] | None = dataclasses.field(default=None, compare=False)
+    """True once the job was stopped while it waits (``TrainHandle.stop()``): admission takes it
+    out of its queue and raises AdmissionError instead of admitting it later."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -73,7 +83,10 @@ class Lease(Protocol):
 
 
 class Admission(Protocol):
-    def admit(self, request: JobRequest, timeout_s: float | None = None) -> Lease: ...
+    def admit(self, request: JobRequest, timeout_s: float | None = None) -> Lease:
+        """Block until admitted (``timeout_s`` None: no limit; else AdmissionTimeoutError), calling
+        ``request.on_pending(why)`` at once and whenever the reason the job waits changes."""
+        ...
 
 
 class _ImmediateLease:
@@ -91,15 +104,62 @@ class ImmediateAdmission:
         return _ImmediateLease()
 
 
-_FACTORY: Callable[[str | None], Admission] | None = None
+SCHEDULER_RANK = 100
+"""The scheduler layer: decides when a job runs (queues, quota, fair share, preemption)."""
+COST_RANK = 200
+"""The cost guard: refuses by budget before the job queues, meters it while it runs."""
 
 
-def set_admission_factory(factory: Callable[[str | None], Admission] | None) -> None:
-    """Installed by ``ainative.scheduling.configure``; None restores immediate admission."""
-    global _FACTORY
-    _FACTORY = factory
+@dataclasses.dataclass(frozen=True, slots=True)
+class Layer:
+    """One admission layer: ``wrap(inner, queue)`` returns the admission for ``queue`` built on
+    ``inner`` (the layers of lower rank). A layer that decides on its own may ignore ``inner``."""
+
+    name: str
+    rank: int
+    wrap: Callable[[Admission, str | None], Admission]
+
+
+_LAYERS: dict[str, Layer] = {}
+_LOCK = threading.Lock()
+
+
+def install(layer: Layer) -> None:
+    """Add ``layer`` to the chain (replacing the layer of the same name, if any)."""
+    if not isinstance(layer, Layer):
+        raise TypeError(f"install() takes a protocol.Layer, got {layer!r}")
+    with _LOCK:
+        _LAYERS[layer.name] = layer
+
+
+def uninstall(name: str) -> Layer | None:
+    """Remove the layer called ``name``; the others stay. Returns it (None: none was installed)."""
+    with _LOCK:
+        return _LAYERS.pop(name, None)
+
+
+def layers() -> tuple[Layer, ...]:
+    """The installed layers, innermost first."""
+    with _LOCK:
+        return tuple(sorted(_LAYERS.values(), key=lambda layer: (layer.rank, layer.name)))
 
 
 def admission_for(queue: str | None) -> Admission:
-    """The admission for a job on ``queue`` (None: the default queue)."""
-    return _FACTORY(queue) if _FACTORY is not None else ImmediateAdmission()
+    """The admission for a job on ``queue`` (None: the default queue): every installed layer, in
+    rank order, over immediate admission."""
+    admission: Admission = ImmediateAdmission()
+    for layer in layers():
+        admission = layer.wrap(admission, queue)
+    return admission
+
+
+def check_admission_timeout(timeout_s: float | None) -> float | None:
+    """None (wait for ever) or a finite number of seconds > 0; ConfigError otherwise."""
+    if timeout_s is None:
+        return None
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) \
+            or not math.isfinite(timeout_s) or timeout_s <= 0:
+        raise errors.ConfigError(f"admission_timeout_s must be a finite number of seconds > 0 (or None: "
+                                 f"wait for ever), got {timeout_s!r}", field="admission_timeout_s",
+                                 value=timeout_s)
+    return float(timeout_s)

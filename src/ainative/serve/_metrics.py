@@ -3,7 +3,9 @@
 Replicas push every autoscaling tick (see ``_replica.ModelReplica._push``); ``EndpointHandle``
 reads :meth:`MetricsStore.summary`. Replica-seconds are the sum, over every replica that ever
 reported, of the time from the start of its constructor (the model load holds resources too) to
-its last report, so replicas that are gone still count what they used.
+its last report, so replicas that are gone still count what they used. The summary also carries
+the endpoint's ``latency_slo_ms`` (given at deploy), so readers (the dashboard) plot latency
+against it.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ HISTORY_S = 120.0
 class MetricsStore:
     """Kept as a plain class so it is testable without Ray; wrapped by ``ray.remote`` at deploy."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, latency_slo_ms: float | None = None) -> None:
         self.endpoint = endpoint
+        self.latency_slo_ms = latency_slo_ms
         self.created_at = time.time()
         self._replicas: dict[str, dict[str, Any]] = {}
         self._latencies: collections.deque[tuple[float, float]] = collections.deque(maxlen=200_000)
@@ -47,6 +50,13 @@ class MetricsStore:
     def report_ingress(self, counters: dict[str, float]) -> None:
         self._ingress = dict(counters)
 
+    def capacity(self) -> float:
+        """Requests per second the replicas reporting now can complete at their best batch
+        (each: 1000 / its measured service ms); what the ingress's load shedding drains at."""
+        now = time.time()
+        return sum(1000.0 / r["service_ms"] for r in self._replicas.values()
+                   if now - r["now"] < 3.0 and r.get("service_ms"))
+
     def summary(self, window_s: float = 10.0, pct: tuple[float, ...] = (50, 95, 99)
                 ) -> dict[str, Any]:
         now = time.time()
@@ -68,6 +78,7 @@ class MetricsStore:
             "cold_starts_s": list(self._cold_starts),
             "model_load_s": [r["ready_at"] - r["started_at"] for r in self._replicas.values()],
             **self._ingress,
+            "latency_slo_ms": self.latency_slo_ms,   # the endpoint's SLO (None: none set)
         }
         for p in pct:
             out[f"p{p:g}_ms"] = batch_policy.percentile(recent, p)

@@ -8,13 +8,17 @@
                                                                      v
                      one thread (the "device") ── model(list) ──> results, in order
                                                                      │
-    Serve controller <── record_autoscaling_stats() {latency_ms, queue} ┤
-    metrics store    <── snapshot (latencies, batch sizes, uptime) ─────┘  same tick
+    Serve controller <── record_autoscaling_stats() {latency_ms, queue, ┤
+                         arrival_rps (the ingress's count), service_ms} │
+    metrics store    <── snapshot (latencies, batch sizes, uptime) ─────┤  same tick
+    capacity board   <── accelerator utilisation (probe, ~1/s) ─────────┘  under admission only
 
 Each request comes back as ``(status, value)``: ``ok`` with the result, ``reject`` with the reason
-when the model refused the input (ValueError, TypeError, KeyError: HTTP 400) or ``error`` with the
-traceback (HTTP 500). Results are tuples rather than exceptions so that one bad request in a batch
-fails alone: a batch that raises is re-run one request at a time to find it.
+when the model refused the input (ValueError, TypeError, KeyError: HTTP 400) or ``error`` (HTTP
+500) with the exception's type and an error id; the traceback goes to the replica's log under that
+id, never to the client. Results are tuples rather than exceptions so that one bad request in a
+batch fails alone: a batch that raises is re-run one request at a time to find it. A request the
+ingress gave up on (its deadline passed) is dropped before its batch runs.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import logging
 import os
 import sys
 import time
@@ -32,10 +37,16 @@ from typing import Any
 
 import ray
 
+from ainative.policy import autoscaling as scaling_policy
 from ainative.policy import batching as batch_policy
 
 REJECTED = (ValueError, TypeError, KeyError)
+# Batches the service-time fit looks at, and the endpoint arrival rate an ingress sent: older
+# than this and the replica reports 0 (it has seen no request since).
+SERVICE_WINDOW_S = 10.0
+DEMAND_FRESH_S = 2.0
 Result = tuple[str, Any]
+log = logging.getLogger("ray.serve")  # the replica's log file, as Serve documents for deployments
 
 
 def load_model(factory: Callable[[], Any]) -> Callable[[Any], Any]:
@@ -80,6 +91,8 @@ class _Batcher:
         self.histogram: dict[int, int] = {}
         self._last_arrival: float | None = None
         self.mean_gap_ms: float | None = None  # EWMA of the time between arrivals
+        # (monotonic end, batch size, device ms) of recent batches: the service-time fit's input
+        self.batches: collections.deque[tuple[float, int, float]] = collections.deque(maxlen=256)
 
     @property
     def queue_length(self) -> int:
@@ -107,17 +120,30 @@ class _Batcher:
                 await self._wake.wait()
                 continue
             await self._fill()
+            # Requests whose caller gave up (timed out, cancelled) are not worth a model call.
+            self._pending = [entry for entry in self._pending if not entry[1].done()]
+            if not self._pending:
+                continue
             size = min(len(self._pending), self._config.max_batch_size)
             batch, self._pending = self._pending[:size], self._pending[size:]
             self.histogram[size] = self.histogram.get(size, 0) + 1
             try:
-                results = await loop.run_in_executor(self._device, self._call,
+                results = await loop.run_in_executor(self._device, self._timed,
                                                      [item for item, _, _ in batch])
             except BaseException:  # the call itself never raises; this keeps the loop alive
-                results = [("error", traceback.format_exc())] * len(batch)
+                results = [failure("the batch failed")] * len(batch)
             for (_, future, _), result in zip(batch, results):
                 if not future.done():
                     future.set_result(result)
+
+    def _timed(self, items: list[Any]) -> list[Result]:
+        """The model call on the device thread, timed: device time is the queueing estimate's
+        service time (queue waits and the event loop excluded)."""
+        start = time.perf_counter()
+        try:
+            return self._call(items)
+        finally:
+            self.batches.append((time.monotonic(), len(items), (time.perf_counter() - start) * 1e3))
 
     async def _fill(self) -> None:
         """Wait until the batch is full or the oldest request has waited long enough."""
@@ -162,10 +188,18 @@ class ModelReplica:
         self._completed = 0
         self._failed = 0
         self._ongoing = 0
+        self._max_batch = config.max_batch_size if self._batched else 1
+        self._demand: tuple[float, float] | None = None  # (monotonic when, endpoint arrivals/s)
+        self._service_ms: float | None = None
         self._batcher = _Batcher(self._run_batch, config, spec["latency_slo_ms"], self._latency_ms)
         self._ray_metrics = _RayMetrics(spec["name"])
+        self._utilization = _UtilizationReporter(spec.get("board_name"), spec["namespace"],
+                                                 self.replica_id)
 
-    async def __call__(self, payload: Any, t_arrival: float) -> Result:
+    async def __call__(self, payload: Any, t_arrival: float,
+                       demand_rps: float | None = None) -> Result:
+        if demand_rps is not None:
+            self._demand = (time.monotonic(), demand_rps)
         self._ongoing += 1
         t_in = time.time()
         try:
@@ -224,16 +258,35 @@ class ModelReplica:
         """Called by Serve every few hundred ms: the custom metrics our policy reads, and the
         moment to push a snapshot to the endpoint's metrics store."""
         self._push()
+        self._utilization.maybe_report()
         latency = self._latency_ms(samples=self._service)
         self._ray_metrics.queue(self._batcher.queue_length)
-        return {"latency_ms": latency or 0.0, "queue": float(self._batcher.queue_length)}
+        return {"latency_ms": latency or 0.0, "queue": float(self._batcher.queue_length),
+                "arrival_rps": self._arrival_rps(), "service_ms": self._estimate_service_ms()}
+
+    def _arrival_rps(self) -> float:
+        """The endpoint's arrival rate as the ingress last counted it (it sees every request,
+        including those Serve's router still holds back), 0 once that is stale."""
+        if self._demand is None or time.monotonic() - self._demand[0] > DEMAND_FRESH_S:
+            return 0.0
+        return self._demand[1]
+
+    def _estimate_service_ms(self) -> float:
+        """Device ms per request at the best batch; the last estimate while no batch ran lately
+        (so a burst after a quiet spell is sized at once); 0 before any batch ran."""
+        cutoff = time.monotonic() - SERVICE_WINDOW_S
+        recent = [(n, ms) for t, n, ms in self._batcher.batches.copy() if t >= cutoff]
+        if recent:
+            self._service_ms = scaling_policy.service_ms(recent, self._max_batch)
+        return self._service_ms or 0.0
 
     def _push(self) -> None:
         snapshot = {"started_at": self.started_at, "ready_at": self.ready_at, "now": time.time(),
                     "latencies": self._unsent, "batch_sizes": dict(self._batcher.histogram),
                     "completed": self._completed, "failed": self._failed,
                     "queue": self._batcher.queue_length, "ongoing": self._ongoing,
-                    "cold_starts": self._cold}
+                    "cold_starts": self._cold, "service_ms": self._service_ms,
+                    "max_batch": self._max_batch}
         self._unsent, self._cold = [], []
         self._store.report.remote(self.replica_id, snapshot)
 
@@ -241,11 +294,55 @@ class ModelReplica:
         """Serve's health check; a replica whose metrics store vanished is still healthy."""
 
 
+class _UtilizationReporter:
+    """Runs the utilisation probe in this replica's process (``AINATIVE_UTILIZATION_PROBE``, else
+    NVML) and sends the reading to the endpoint's capacity board about once a second; its lease
+    carries it to admission (idle reclaim). Off without a board or a probe."""
+
+    period_s = 1.0
+
+    def __init__(self, board_name: str | None, namespace: str, replica_id: str) -> None:
+        self._board: Any = None
+        self._probe: Any = None
+        self._replica, self._last = replica_id, 0.0
+        if board_name is None:
+            return
+        from ainative.cost import probes
+
+        try:
+            self._probe = probes.probe_from_env()
+            self._board = ray.get_actor(board_name, namespace=namespace)
+        except Exception as exc:  # a bad probe name or no board: serving goes on without it
+            print(f"ainative: utilisation reporting off in replica {replica_id}: {exc}",
+                  file=sys.stderr)
+            self._board = None
+
+    def maybe_report(self) -> None:
+        if self._board is None or self._probe is None:
+            return
+        now = time.monotonic()
+        if now - self._last < self.period_s:
+            return
+        self._last = now
+        try:
+            self._board.report_utilization.remote(self._replica, self._probe())
+        except Exception:  # the board is being replaced; the next report retries
+            self._board = None
+
+
 def _failure() -> Result:
     kind, err, _ = sys.exc_info()
     if isinstance(err, REJECTED):
         return ("reject", f"{kind.__name__ if kind else 'Error'}: {err}")
-    return ("error", traceback.format_exc())
+    return failure(f"the model raised {kind.__name__ if kind else 'an error'}")
+
+
+def failure(message: str) -> Result:
+    """An ``error`` result: ``message`` and a fresh error id for the client; the same id with the
+    current traceback in the replica's log (Serve's ``ray.serve`` logger)."""
+    error_id = uuid.uuid4().hex[:12]
+    log.error("ainative replica error id %s: %s", error_id, message, exc_info=True)
+    return ("error", f"{message} (error id {error_id}; the traceback is in the server log)")
 
 
 class _RayMetrics:

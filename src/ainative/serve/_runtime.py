@@ -18,26 +18,87 @@ import ray
 from ray import serve
 
 from ainative import errors
+from ainative.policy import autoscaling
 from ainative.serve import _autoscale, _ingress, _metrics, _replica
 
 NAMESPACE = "ainative"
 ROUTER_ENV = {"RAY_SERVE_ROUTER_RETRY_MAX_BACKOFF_S": "0.05"}
+HEAD_RESOURCE = "node:__internal_head__"   # the ingress and the metrics store live on the head
+# Serve's controller gives a new HTTP proxy 5 s to answer its ready check and kills it after three
+# misses; on a saturated node a proxy's process can take longer than that to import, and
+# serve.start() then dies with "ProxyActor ... killed by ray.kill". 30 s each (a variable already
+# set in the environment wins); a stuck proxy is still replaced, only later.
+CONTROLLER_ENV_DEFAULTS = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
+                           "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30"}
+PROXY_START_TIMEOUT_S = 180.0
 
 
 def store_name(endpoint: str) -> str:
     return f"ainative-serve-metrics:{endpoint}"
 
 
+_CLIENT_CLUSTER: list[str] = []    # the GCS address Serve's cached controller handle belongs to
+
+
+def forget_other_clusters() -> None:
+    """Drop Serve's cached controller handle when the driver now talks to another Ray cluster.
+
+    Serve keys that cache by the driver's job id, and the first driver of every new cluster is
+    job ``01000000``; so after ``ray.shutdown()`` and ``ray.init()`` (a notebook restart, a test
+    module with its own cluster) Serve reuses the old cluster's controller handle and every call
+    fails with "Can't find actor ... from a different cluster". Called before each Serve call."""
+    from ray.serve import context
+
+    here = ray.get_runtime_context().gcs_address
+    if _CLIENT_CLUSTER != [here]:
+        context._set_global_client(None)        # Serve finds this cluster's controller by name
+        _CLIENT_CLUSTER[:] = [here]
+
+
 def ensure_serve() -> int:
     """Start Serve (HTTP on 127.0.0.1, a free port) unless it runs already; return its port."""
     from ray.serve.context import _get_global_client
 
+    forget_other_clusters()
     client = _get_global_client(raise_if_no_controller_running=False)
     if client is None:
-        serve.start(http_options={"host": "127.0.0.1", "port": _free_port()})
+        try:
+            serve.start(http_options={"host": "127.0.0.1", "port": _free_port()},
+                        controller_options={"runtime_env": {"env_vars": controller_env()}})
+        except ray.exceptions.ActorDiedError as exc:
+            # The controller replaced a proxy that missed its checks; the replacement is what
+            # serves. Anything else that died (the controller itself) is not ours to wait out.
+            if "ProxyActor" not in str(exc):
+                raise
+            _wait_for_proxy(PROXY_START_TIMEOUT_S)
         client = _get_global_client()
     assert client is not None  # serve.start either made one or raised
     return int(client.http_config.port)
+
+
+def controller_env() -> dict[str, str]:
+    """Environment for Serve's controller: CONTROLLER_ENV_DEFAULTS unless the caller set them."""
+    import os
+
+    return {key: os.environ.get(key, value) for key, value in CONTROLLER_ENV_DEFAULTS.items()}
+
+
+def _wait_for_proxy(timeout_s: float) -> None:
+    """Wait until Serve reports a healthy HTTP proxy (ServeError after ``timeout_s``)."""
+    deadline, last = time.monotonic() + timeout_s, "no proxy yet"
+    while time.monotonic() < deadline:
+        try:
+            proxies = serve.status().proxies
+        except Exception as exc:  # controller still coming up
+            last = repr(exc)
+        else:
+            if "HEALTHY" in proxies.values():     # ProxyStatus is a str enum
+                return
+            last = f"proxies {dict(proxies)}"
+        time.sleep(0.5)
+    raise errors.ServeError(
+        f"Serve's HTTP proxy was not healthy {timeout_s:.0f} s after start ({last}); the node "
+        f"is likely saturated: free CPU, or raise RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S")
 
 
 def _free_port() -> int:
@@ -46,59 +107,79 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_store(endpoint: str) -> Any:
+def start_store(endpoint: str, latency_slo_ms: float | None = None) -> Any:
     actor_cls = ray.remote(num_cpus=0, max_restarts=0)(_metrics.MetricsStore)
     return actor_cls.options(name=store_name(endpoint), namespace=NAMESPACE, lifetime="detached",
-                             get_if_exists=True).remote(endpoint)
+                             get_if_exists=True, resources={HEAD_RESOURCE: 0.001}).remote(
+                                 endpoint, latency_slo_ms)
 
 
 def app_exists(name: str) -> bool:
+    forget_other_clusters()
     return name in serve.status().applications
 
 
-def serve_autoscaling(config: Any) -> dict[str, Any]:
-    """Serve's autoscaling_config with our policy and every Serve delay at 0 (ours apply)."""
-    low = 0 if config.scale_to_zero_after_s is not None else config.min_replicas
-    initial = config.initial_replicas if config.initial_replicas is not None else max(
-        config.min_replicas, 1)
-    return {
-        "min_replicas": low, "max_replicas": config.max_replicas, "initial_replicas": initial,
-        "target_ongoing_requests": config.target_concurrency,
-        "metrics_interval_s": config.metrics_interval_s,
-        "look_back_period_s": max(2.0, 4 * config.metrics_interval_s),
-        "upscale_delay_s": 0.0, "downscale_delay_s": 0.0,
-        "policy": {"policy_function": _autoscale.EndpointPolicy,
-                   "policy_kwargs": config.to_dict()},
-    }
+def serve_autoscaling(config: Any, capacity: tuple[str, int] | None = None) -> dict[str, Any]:
+    """Serve's autoscaling_config with our policy and every Serve delay at 0 (ours apply).
+    ``capacity``: (board name, replicas admitted) when admission caps the policy."""
+    kwargs: dict[str, Any] = config.to_dict()
+    initial = None
+    if capacity is not None:
+        kwargs.update(ainative_board=capacity[0], ainative_cap=capacity[1])
+        low = 0 if config.scale_to_zero_after_s is not None else config.min_replicas
+        initial = max(low, capacity[1])      # what deploy() got admitted
+    return autoscaling.serve_autoscaling_config(config, _autoscale.EndpointPolicy,
+                                                policy_kwargs=kwargs, initial_replicas=initial)
 
 
-def build_app(endpoint: Any, model: Any) -> Any:
-    """The two-deployment application: ingress -> model replicas."""
+def build_app(endpoint: Any, model: Any, capacity: tuple[str, int] | None = None) -> Any:
+    """The two-deployment application: ingress -> model replicas. ``capacity``: see
+    ``serve_autoscaling``; replicas then report their accelerator utilisation to that board."""
     batching, auto = endpoint.batching, endpoint.autoscaling
     spec = {"name": endpoint.name, "store_name": store_name(endpoint.name),
             "namespace": NAMESPACE, "model": model, "batching": batching,
             "latency_slo_ms": auto.latency_slo_ms, "slo_percentile": auto.slo_percentile,
+            "shed_over_slo": auto.shed_over_slo,
             "idempotent": endpoint.idempotent, "max_request_bytes": endpoint.max_request_bytes,
-            "request_timeout_s": endpoint.request_timeout_s}
+            "request_timeout_s": endpoint.request_timeout_s,
+            "auth_digest": endpoint.auth.digest() if endpoint.auth is not None else None,
+            "board_name": capacity[0] if capacity is not None else None}
     # Enough in flight per replica to fill batches; past that the router queues (and counts).
     max_batch = batching.max_batch_size if batching else 1
     max_ongoing = max(4 * max_batch, math.ceil(4 * auto.target_concurrency), 16)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # metrics_interval_s is deprecated
         model_dep = serve.deployment(_replica.ModelReplica).options(  # type: ignore[attr-defined]
-            name=f"{endpoint.name}-model", ray_actor_options=endpoint.resources.to_ray_options(),
-            max_ongoing_requests=max_ongoing, autoscaling_config=serve_autoscaling(auto),
+            name=f"{endpoint.name}-model", ray_actor_options=_replica_options(endpoint),
+            max_ongoing_requests=max_ongoing, autoscaling_config=serve_autoscaling(auto, capacity),
             health_check_period_s=1.0, health_check_timeout_s=10.0,
             graceful_shutdown_wait_loop_s=0.2, graceful_shutdown_timeout_s=30.0)
     ingress_dep = serve.deployment(_ingress.Ingress).options(  # type: ignore[attr-defined]
         name=f"{endpoint.name}-ingress", num_replicas=1, max_ongoing_requests=4096,
-        ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": ROUTER_ENV}},
+        # On the head, with the HTTP proxy it answers for: a single ingress on a worker node made
+        # that node's partition fail every request, not only the ones in flight there (tests/faults).
+        ray_actor_options={"num_cpus": 0, "resources": {HEAD_RESOURCE: 0.001},
+                           "runtime_env": {"env_vars": ROUTER_ENV}},
         graceful_shutdown_wait_loop_s=0.2)
     return ingress_dep.bind(model_dep.bind(spec), spec)
 
 
-def run(endpoint: Any, model: Any) -> None:
-    serve._run(build_app(endpoint, model), _blocking=False, name=endpoint.name,
+def _replica_options(endpoint: Any) -> dict[str, Any]:
+    """The replica's Ray options; the driver's utilisation probe choice travels with it."""
+    import os
+
+    from ainative.cost import probes
+
+    options = endpoint.resources.to_ray_options()
+    probe = os.environ.get(probes.PROBE_ENV)
+    if probe:
+        env = dict(options.get("runtime_env", {}).get("env_vars", {}), **{probes.PROBE_ENV: probe})
+        options["runtime_env"] = {**options.get("runtime_env", {}), "env_vars": env}
+    return options
+
+
+def run(endpoint: Any, model: Any, capacity: tuple[str, int] | None = None) -> None:
+    serve._run(build_app(endpoint, model, capacity), _blocking=False, name=endpoint.name,
                route_prefix=endpoint.route)
 
 
@@ -107,6 +188,7 @@ def wait_running(name: str, store: Any, timeout_s: float, *, since_version: bool
     """Poll until the application is RUNNING; a replica load failure ends the wait at once.
     With ``since_version`` (a rolling update) it first waits to see the app leave RUNNING, for at
     most a few seconds (an update that changes nothing never does)."""
+    forget_other_clusters()
     start = time.monotonic()
     deadline = start + timeout_s
     seen_update = not since_version
@@ -134,6 +216,7 @@ def wait_running(name: str, store: Any, timeout_s: float, *, since_version: bool
 
 
 def replica_states(name: str) -> dict[str, int]:
+    forget_other_clusters()
     app = serve.status().applications.get(name)
     if app is None:
         return {}

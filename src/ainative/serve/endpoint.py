@@ -2,21 +2,26 @@
 
 Everything the user passes is validated here, before Ray or Serve is touched; the Serve-facing
 parts live in ``_runtime`` (control plane), ``_ingress`` (HTTP and retries), ``_replica`` (model
-and batching), ``_autoscale`` (policy adapter) and ``_metrics`` (per-endpoint metrics store).
+and batching), ``_autoscale`` (policy adapter), ``_metrics`` (per-endpoint metrics store) and
+``_capacity`` (the leases behind the replicas when a scheduler or cost guard admits work).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from collections.abc import Callable
 from typing import Any
 
+from ainative import config as cfg
 from ainative import errors
 from ainative.policy.autoscaling import AutoscalingConfig
 from ainative.policy.batching import BatchingConfig
+from ainative.policy.pricing import Budget
 from ainative.resources import Resources
+from ainative.serve.auth import TokenAuth
+
+MAX_REQUEST_TIMEOUT_S = 86_400.0  # a request that may take longer than a day is a batch job
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _ROUTE = re.compile(r"^/[A-Za-z0-9_./-]*$")
@@ -42,6 +47,9 @@ class EndpointMetrics:
     cold_starts_s: list[float]
     model_load_s: list[float]
     window_s: float
+    shed_total: int = 0
+    """Requests answered 503 at the edge by ``AutoscalingConfig(shed_over_slo=True)`` (not
+    failures: the endpoint refused work it could not finish within the SLO)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -54,7 +62,8 @@ class Endpoint:
                  resources: Resources | None = None, batching: BatchingConfig | None = None,
                  autoscaling: AutoscalingConfig | None = None, queue: str | None = None,
                  idle: Any = None, idempotent: bool = True, max_request_bytes: int = 1 << 20,
-                 request_timeout_s: float = 60.0) -> None:
+                 request_timeout_s: float = 60.0, auth: TokenAuth | None = None,
+                 budget: Budget | None = None) -> None:
         _check_model(model)
         if not isinstance(name, str) or not _NAME.match(name):
             raise errors.ConfigError(
@@ -75,15 +84,17 @@ class Endpoint:
             raise errors.ConfigError(f"Endpoint.idempotent must be True or False, got "
                                      f"{idempotent!r}", field="idempotent", value=idempotent)
         if isinstance(max_request_bytes, bool) or not isinstance(max_request_bytes, int) or \
-                max_request_bytes < 1:
-            raise errors.ConfigError(f"Endpoint.max_request_bytes must be an integer >= 1, got "
-                                     f"{max_request_bytes!r}", field="max_request_bytes",
-                                     value=max_request_bytes)
-        if isinstance(request_timeout_s, bool) or not isinstance(request_timeout_s, (int, float)) \
-                or not math.isfinite(request_timeout_s) or request_timeout_s <= 0:
-            raise errors.ConfigError(f"Endpoint.request_timeout_s must be a number > 0, got "
-                                     f"{request_timeout_s!r}", field="request_timeout_s",
+                not 1 <= max_request_bytes <= 1 << 30:
+            raise errors.ConfigError(f"Endpoint.max_request_bytes must be an integer in [1, 2**30 "
+                                     f"(1 GiB)], got {max_request_bytes!r}",
+                                     field="max_request_bytes", value=max_request_bytes)
+        if not cfg.is_finite_number(request_timeout_s) or not 0 < request_timeout_s <= 86400:
+            raise errors.ConfigError(f"Endpoint.request_timeout_s must be a number in (0, 86400], "
+                                     f"got {request_timeout_s!r}", field="request_timeout_s",
                                      value=request_timeout_s)
+        _check_type("auth", auth, TokenAuth, "ainative.TokenAuth(secret_env=...)")
+        _check_type("budget", budget, Budget, "ainative.Budget(usd=..., action='min_replicas')")
+        self.budget = budget
         self.model = model
         self.name = name
         self.route = route
@@ -95,6 +106,7 @@ class Endpoint:
         self.idempotent = idempotent
         self.max_request_bytes = max_request_bytes
         self.request_timeout_s = float(request_timeout_s)
+        self.auth = auth
 
     def __repr__(self) -> str:
         return (f"Endpoint(name={self.name!r}, route={self.route!r}, "
@@ -104,26 +116,47 @@ class Endpoint:
     def deploy(self, *, timeout_s: float = 120.0) -> EndpointHandle:
         """Start the endpoint and wait until its first replicas have loaded the model.
 
-        Raises ModelLoadError (with the replica's traceback) if the model fails to load,
-        InfeasibleError if no node can ever hold a replica; in both cases nothing stays deployed.
+        Under admission (``scheduling.configure`` or ``cost.enable``) the replicas' accelerators
+        are admitted first (``min_replicas`` guaranteed, more as the load asks; see
+        docs/serving.md), within ``timeout_s``. Raises ModelLoadError (with the replica's
+        traceback) if the model fails to load, InfeasibleError if no node can ever hold a replica,
+        UnknownQueueError (a ConfigError) if ``queue`` names no configured queue, AdmissionError
+        if not admitted in time; in every case nothing stays deployed or leased.
         """
-        import ainative
-        from ainative.serve import _runtime
+        from ainative.cluster import local as cluster_local
+        from ainative.scheduling import placement, protocol
+        from ainative.serve import _capacity, _runtime
 
-        ainative.connect()
+        if self.auth is not None:
+            self.auth.digest()  # ConfigError naming the variable, before anything is started
+        cluster_local.connect()
         _check_feasible(self)
+        placement.check_queue("Endpoint", self.queue)
         port = _runtime.ensure_serve()
         if _runtime.app_exists(self.name):
             raise errors.ServeError(
                 f"an endpoint named {self.name!r} is already deployed; call its handle's "
                 "update() or delete() first, or choose another name", endpoint=self.name)
+        admission = protocol.admission_for(self.queue)
+        controller = None
+        if not isinstance(admission, protocol.ImmediateAdmission):
+            controller = _capacity.CapacityController(self, admission, on_stop=_stopper(self.name))
         try:
-            store = _runtime.start_store(self.name)
-            _runtime.run(self, self.model)
+            capacity = None
+            if controller is not None:
+                controller.admit_initial(timeout_s)
+                capacity = (_capacity.board_name(self.name), controller.cap)
+            store = _runtime.start_store(self.name, self.autoscaling.latency_slo_ms)
+            _runtime.run(self, self.model, capacity)
             _runtime.wait_running(self.name, store, timeout_s)
         except BaseException:
             _runtime.teardown(self.name)
+            if controller is not None:
+                controller.close("failed")
             raise
+        if controller is not None:
+            _CONTROLLERS[self.name] = controller
+            controller.start()
         return EndpointHandle(self, f"http://127.0.0.1:{port}{self.route}")
 
 
@@ -143,16 +176,23 @@ class EndpointHandle:
         """One request (a JSON-serialisable value) -> its result; EndpointError on failure."""
         from ray import serve
 
-        from ainative.serve import _ingress
+        from ainative.serve import _ingress, _runtime
 
+        auth = self.endpoint.auth
+        token = auth.token() if auth is not None else None
+        _runtime.forget_other_clusters()
         handle = serve.get_app_handle(self.name)
         wait = timeout_s if timeout_s is not None else self.endpoint.request_timeout_s + 5.0
-        status, value = _blocking(lambda: handle.predict.remote(x).result(timeout_s=wait))
+        status, value = _blocking(lambda: handle.predict.remote(x, token).result(timeout_s=wait))
         if status != "ok":
             code = _ingress.HTTP_STATUS[status]
             raise errors.EndpointError(f"endpoint {self.name!r} answered {code} ({status}): "
                                        f"{value}", status_code=code, status=status, reason=value)
         return value
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers for ``url``: the bearer token when the endpoint has ``auth``, else none."""
+        return self.endpoint.auth.header() if self.endpoint.auth is not None else {}
 
     def metrics(self, window_s: float = 10.0) -> EndpointMetrics:
         """QPS and latency percentiles over the last ``window_s``, queue, replicas, batch sizes,
@@ -171,27 +211,62 @@ class EndpointHandle:
             batch_sizes=raw["batch_sizes"], replica_seconds=raw["replica_seconds"],
             requests_total=raw["requests_total"], failed_total=raw["failed_total"],
             retries=int(raw.get("retries", 0)), cold_starts_s=raw["cold_starts_s"],
-            model_load_s=raw["model_load_s"], window_s=raw["window_s"])
+            model_load_s=raw["model_load_s"], window_s=raw["window_s"],
+            shed_total=int(raw.get("shed", 0)))
 
     def update(self, model: Callable[[], Any], *, timeout_s: float = 120.0) -> None:
         """Roll out a new model: new replicas load it while the old ones finish their requests."""
         import ray
 
-        from ainative.serve import _runtime
+        from ainative.serve import _capacity, _runtime
 
         _check_model(model)
         store = ray.get_actor(_runtime.store_name(self.name), namespace=_runtime.NAMESPACE)
         known = len(ray.get(store.load_failures.remote()))
-        _runtime.run(self.endpoint, model)
+        controller = _CONTROLLERS.get(self.name)
+        capacity = None if controller is None else (_capacity.board_name(self.name), controller.cap)
+        _runtime.run(self.endpoint, model, capacity)
         _runtime.wait_running(self.name, store, timeout_s, since_version=True,
                               known_failures=known)
         self.endpoint.model = model
 
-    def delete(self) -> None:
-        """Remove the endpoint; returns once none of its replicas is left."""
-        from ainative.serve import _runtime
+    def capacity(self) -> dict[str, Any]:
+        """Admission's view of this endpoint: replicas admitted, wanted and running, why a
+        scale-up waits (or what holds it at min_replicas), and every lease held so far (with
+        its accelerators, admitted and released times). Empty without admission."""
+        controller = _CONTROLLERS.get(self.name)
+        return controller.state() if controller is not None else {}
 
-        _runtime.teardown(self.name)
+    def why(self) -> str:
+        """Why the endpoint runs fewer replicas than its policy wants ("" when it does not)."""
+        return str(self.capacity().get("why", ""))
+
+    def delete(self) -> None:
+        """Remove the endpoint and release its leases; returns once none of its replicas is
+        left."""
+        _delete(self.name, "succeeded")
+
+
+_CONTROLLERS: dict[str, Any] = {}
+
+
+def _delete(name: str, outcome: str) -> None:
+    from ainative import events
+    from ainative.serve import _runtime
+
+    try:
+        _runtime.teardown(name)
+    finally:
+        controller = _CONTROLLERS.pop(name, None)
+        if controller is not None:
+            controller.close(outcome)
+            if outcome != "succeeded":
+                events.emit(name, "deleted", reason=outcome)
+
+
+def _stopper(name: str) -> Callable[[str], None]:
+    """What the capacity controller calls when admission stops the whole endpoint."""
+    return lambda outcome: _delete(name, outcome)
 
 
 def _blocking(call: Callable[[], Any]) -> Any:

@@ -66,17 +66,19 @@ def parse(doc: Any, path: str = "<cluster>") -> ClusterSpec:
 
 
 def load(path: str | Path) -> ClusterSpec:
-    import yaml
+    """A cluster file, read with the spec loader's limits and rules (``ainative.safeyaml``: size,
+    depth, nodes, aliases; plain types, string keys, no duplicates): SpecError with file:line."""
+    from ainative import safeyaml
 
     try:
-        text = Path(path).read_text()
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise errors.SpecError(f"cannot read cluster file {path}: {exc}", file=str(path)) from exc
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise errors.SpecError(f"{path}: not valid YAML: {exc}", file=str(path)) from exc
-    return parse(doc, str(path))
+    docs = [d for d, _, _ in safeyaml.load_documents(data, str(path))]
+    if len(docs) != 1:
+        raise errors.SpecError(f"{path}: a cluster file holds one YAML document, found {len(docs)}",
+                               file=str(path))
+    return parse(docs[0], str(path))
 
 
 def default_queues(spec: ClusterSpec, teams: Sequence[str]) -> tuple[Queue, ...]:

@@ -158,3 +158,123 @@ def _diurnal_times(rnd: random.Random, n: int, span: float) -> list[float]:
         if rnd.random() < 0.5 * (1 + 0.8 * math.sin(2 * math.pi * t / 86400.0)) + 0.1:
             out.append(t)
     return sorted(out)
+
+
+# ---- production-shaped traces ------------------------------------------------------------------
+# Calibrated against the Alibaba GPU-sharing trace of the FGD paper (clusterdata,
+# cluster-trace-gpu-v2023, openb_pod_list_default.csv: 8,152 pods, 7,064 asking for GPUs, on
+# openb_node_list_gpu_node.csv: 1,213 nodes, 6,212 GPUs); the figures are in docs/scheduling.md.
+FRACTION_SIZES = ((0.35, 0.8), (0.25, 0.5), (0.16, 0.3), (0.10, 0.6), (0.09, 0.25), (0.05, 0.1))
+"""(probability, GPU share) of a fractional request (openb modes: 0.81, 0.47, 0.32, 0.65, 0.23)."""
+GANG_SIZES = ((0.21, 2.0), (0.20, 4.0), (0.59, 8.0))
+"""(probability, GPUs) of a multi-GPU request (openb: 16 x 2, 15 x 4, 44 x 8)."""
+NODE_KINDS = (("G2", 8, 0.707), ("T4", 2, 0.125), ("T4", 4, 0.011), ("P100", 2, 0.042),
+              ("P100", 1, 0.001), ("G3", 8, 0.050), ("V100M16", 4, 0.018), ("V100M16", 1, 0.003),
+              ("V100M16", 8, 0.010), ("V100M32", 8, 0.027), ("V100M32", 4, 0.006), ("A10", 1, 0.001))
+"""(GPU model, GPUs per node, share of the cluster's GPUs): openb's twelve node kinds."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class ProductionShape:
+    """Knobs of ``generate_production``; the defaults follow the public Alibaba GPU-sharing trace."""
+
+    fraction_share: float = 0.44
+    """Share of jobs asking for part of one GPU (openb: 43.6% of GPU pods)."""
+    fraction_sizes: tuple[tuple[float, float], ...] = FRACTION_SIZES
+    gang_share: float = 0.011
+    """Share of jobs asking for 2 or more GPUs (openb: 1.1% of GPU pods, 7.3% of GPU demand)."""
+    gang_sizes: tuple[tuple[float, float], ...] = GANG_SIZES
+    duration_median_s: float = 545.0
+    """Median run time (openb: 545 s; p90 6,260 s; p99 114,036 s)."""
+    duration_sigma: float = 2.3
+    """Log-normal sigma: 2.3 puts p99 near openb's 114,000 s."""
+    duration_cap_s: float = 7 * 86400.0
+    """Longest run time (the trace's long-running services are capped here)."""
+    typed_share: float = 0.33
+    """Share of jobs that name a GPU model (openb's README: about 33% in production)."""
+    node_kinds: tuple[tuple[str, int, float], ...] = NODE_KINDS
+    burst_mean: float = 4.0
+    """Mean jobs per arrival burst (a sweep: same team, same request, same instant); 1 = Poisson."""
+    team_skew: float = 1.0
+    """Zipf exponent of team activity (0: equal teams)."""
+
+    def __post_init__(self) -> None:
+        for f in ("fraction_share", "gang_share", "typed_share"):
+            v = getattr(self, f)
+            if not 0.0 <= v <= 1.0:
+                raise errors.ConfigError(f"ProductionShape.{f} must be in [0, 1], got {v!r}", field=f, value=v)
+        if self.fraction_share + self.gang_share > 1.0:
+            raise errors.ConfigError("ProductionShape: fraction_share + gang_share must be <= 1, got "
+                                     f"{self.fraction_share + self.gang_share:g}", field="gang_share",
+                                     value=self.gang_share)
+        for f in ("duration_median_s", "duration_sigma", "duration_cap_s"):
+            if not getattr(self, f) > 0:
+                raise errors.ConfigError(f"ProductionShape.{f} must be > 0", field=f, value=getattr(self, f))
+        if self.burst_mean < 1 or self.team_skew < 0:
+            raise errors.ConfigError("ProductionShape: burst_mean must be >= 1 and team_skew >= 0",
+                                     field="burst_mean", value=self.burst_mean)
+        if any(not 0 < s < 1 for _, s in self.fraction_sizes):
+            raise errors.ConfigError("ProductionShape.fraction_sizes: shares must be in (0, 1)",
+                                     field="fraction_sizes", value=self.fraction_sizes)
+
+
+def production_cluster(total_gpus: int, shape: ProductionShape | None = None) -> dict[str, object]:
+    """A cluster file (as a dict) with ``shape.node_kinds``' models and node sizes, about
+    ``total_gpus`` GPUs in all (every kind gets at least one node)."""
+    kinds = (shape or ProductionShape()).node_kinds
+    groups = []
+    for model, per, share in kinds:
+        count = max(1, round(total_gpus * share / per))
+        groups.append({"count": count, "gpus_per_node": per, "gpu_type": model})
+    return {"node_groups": groups}
+
+
+def _pick(rnd: random.Random, table: Sequence[tuple[float, float]]) -> float:
+    r, acc = rnd.random() * sum(p for p, _ in table), 0.0
+    for p, v in table:
+        acc += p
+        if r < acc:
+            return v
+    return table[-1][1]
+
+
+def generate_production(n_jobs: int = 10_000, *, total_gpus: float = 4096, teams: int = 8, seed: int = 0,
+                        load: float = 1.0, shape: ProductionShape | None = None) -> list[TraceJob]:
+    """A trace shaped like a production GPU-sharing cluster (see ``ProductionShape``): many
+    fractional requests, few multi-GPU gangs, heavy-tailed capped run times, a third of jobs bound
+    to one GPU model, arrivals in bursts on a day/night cycle, skewed team activity. Arrivals are
+    spread so the offered work (first 6 h of each job) is ``load`` times the cluster's capacity."""
+    if n_jobs < 1 or teams < 1 or load <= 0 or total_gpus <= 0:
+        raise errors.ConfigError("generate_production needs n_jobs >= 1, teams >= 1, load > 0, "
+                                 "total_gpus > 0", field="n_jobs", value=n_jobs)
+    sh = shape or ProductionShape()
+    rnd = random.Random(seed)
+    names = [f"team-{chr(ord('a') + k)}" if k < 26 else f"team-{k}" for k in range(teams)]
+    activity = [1.0 / (k + 1) ** sh.team_skew for k in range(teams)]
+    models = sorted({m for m, _, _ in sh.node_kinds})
+    model_w = [sum(s * p for m2, p, s in sh.node_kinds if m2 == m) for m in models]
+    jobs: list[tuple[int, float, str, float, str | None, int, bool]] = []   # (burst, duration, ...)
+    total_work = 0.0
+    n = 0
+    while n < n_jobs:
+        r = rnd.random()
+        size = (_pick(rnd, sh.fraction_sizes) if r < sh.fraction_share
+                else _pick(rnd, sh.gang_sizes) if r < sh.fraction_share + sh.gang_share else 1.0)
+        k = min(n_jobs - n, 1 + (int(rnd.expovariate(1.0 / (sh.burst_mean - 1))) if sh.burst_mean > 1 else 0))
+        team = rnd.choices(names, weights=activity)[0]
+        model = rnd.choices(models, weights=model_w)[0] if rnd.random() < sh.typed_share else None
+        median = sh.duration_median_s * math.exp(rnd.gauss(0.0, sh.duration_sigma))
+        for _ in range(k):
+            d = min(max(10.0, median * math.exp(rnd.gauss(0.0, 0.3))), sh.duration_cap_s)
+            jobs.append((n, d, team, size, model, 1 if rnd.random() < 0.1 else 0, rnd.random() < 0.9))
+            total_work += size * min(d, 6 * 3600.0)
+        n += k
+    span = total_work / (total_gpus * load)
+    # one arrival time per burst: a burst shares its team, request and instant
+    firsts = sorted({j[0] for j in jobs})
+    times = _diurnal_times(rnd, len(firsts), span)
+    rnd.shuffle(times)
+    at = dict(zip(firsts, times))
+    rows = sorted((round(at[burst], 1), k, round(d, 1), size, model, team, prio, pre)
+                  for k, (burst, d, team, size, model, prio, pre) in enumerate(jobs))
+    return [TraceJob(f"p{i:06d}", r[0], r[2], r[3], r[4], r[5], r[6], r[7]) for i, r in enumerate(rows)]

@@ -1,7 +1,10 @@
 """Checkpoint storage through pyarrow.fs: ``<root>/<job>/checkpoint_<step>``, committed atomically.
 
 A checkpoint directory is uploaded first and committed last by writing ``_ainative_meta.json``
-(to a temporary name, then moved into place). Only directories with that file count, so a
+(to a temporary name, then moved into place). On local storage every file and directory of the
+checkpoint is fsynced before that rename and the directory after it, so the commit survives a
+power loss, not only a killed process; retention deletes the meta file first (un-commits) and
+then the rest. Only directories with that file count, so a
 partially written checkpoint is never picked up, wherever the writer died. The writer is the
 rank-0 worker itself: once its ``report(..., checkpoint=...)`` returns, the checkpoint is durable
 and listed, so no checkpoint can be reported, written and then lost by the controller.
@@ -137,7 +140,11 @@ class Storage:
                 self._write(f"{dest}/{DATA_STATE}", json.dumps(data_state, default=str))
             meta = {"step": step, "time": time.time(), "metrics": dict(metrics)}
             self._write(f"{dest}/{META}.tmp", json.dumps(meta, default=str))
-            self.fs.move(f"{dest}/{META}.tmp", f"{dest}/{META}")  # the commit point
+            if self.is_local:
+                _fsync_tree(dest)  # the files and their directories reach the disk first ...
+            self.fs.move(f"{dest}/{META}.tmp", f"{dest}/{META}")  # ... then the commit point
+            if self.is_local:
+                _fsync_dir(dest)  # ... and the rename itself
         except errors.CheckpointError:
             raise
         except Exception as exc:
@@ -155,6 +162,9 @@ class Storage:
         doomed = steps[:-self.keep] if self.keep is not None else []
         for step in doomed:
             try:
+                # Un-commit first: a crash in the middle of deleting the files must not leave a
+                # directory that still looks committed but misses some of them.
+                self.fs.delete_file(f"{self.path_of(step)}/{META}")
                 self.fs.delete_dir(self.path_of(step))
             except (FileNotFoundError, OSError):
                 pass
@@ -178,3 +188,32 @@ class Storage:
         pafs.copy_files(self.path_of(step), target, source_filesystem=self.fs,
                         destination_filesystem=pafs.LocalFileSystem())
         return target
+
+
+def _fsync_tree(root: str) -> None:
+    """fsync every file under ``root``, then every directory bottom-up, then ``root``'s parent
+    (which holds ``root``'s own entry): a rename after this commits data that is on the disk."""
+    for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(dirpath)
+    _fsync_dir(os.path.dirname(root.rstrip("/")) or "/")
+
+
+def _fsync_dir(path: str) -> None:
+    """Make a directory's entries (created, renamed files) durable; a no-op where directories
+    cannot be opened (Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a directory; the data fsyncs stood
+        pass
+    finally:
+        os.close(fd)

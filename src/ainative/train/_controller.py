@@ -7,6 +7,14 @@
         │                                            │ └─failure: FailurePolicy says retry──> RESTARTING
         └────────────── new gang, from the latest committed checkpoint ─────────────────────┘
                                           FailurePolicy says fail ──> ERRORED (error raised)
+        ^
+        └── REQUEUED <── lease released <── PREEMPTED <── stopped by the scheduler's preemption
+            (re-admitted with its priority and first submit time; event "resumed")
+
+A preempted job (the lease's StopRequest("preempted")) does not end: with ``readmit`` set (the
+TrainJob sets it) the controller releases its lease, waits for a new one and resumes from the
+latest committed checkpoint. Only success, failure, a user stop or a guardrail stop (budget,
+max runtime, idle) end ``run()``.
 
 It decides nothing inline: ``policy.failure.FailurePolicy`` says restart or fail, and
 ``ScalingPolicy`` says which world size to run at. The worker group is injected (``group_class``)
@@ -42,6 +50,8 @@ class State(enum.Enum):
     RUNNING = "running"
     RESTARTING = "restarting"
     STOPPING = "stopping"
+    PREEMPTED = "preempted"
+    REQUEUED = "requeued"
     FINISHED = "finished"
     ERRORED = "errored"
 
@@ -62,6 +72,7 @@ class JobSpec:
     datasets: dict[str, Any]
     shard_factory: Callable[..., Any] | None
     max_runtime_s: float | None
+    probe: str | None = None            # "module:function" utilisation probe run in the workers
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -75,10 +86,22 @@ class Outcome:
     resize_to: int | None = None
 
 
+class _Released:
+    """The lease slot while a preempted job waits to be admitted again."""
+
+    def poll(self, usage: protocol.Usage | None = None) -> protocol.StopRequest | None:
+        return None
+
+    def release(self, outcome: str) -> None:
+        return None
+
+
 class Controller:
     group_class: Any = _group.WorkerGroup
     poll_interval_s = 0.1
     lease_poll_s = 1.0
+    readmit: Callable[[], protocol.Lease] | None = None
+    """Set by the TrainJob: blocks until the job is admitted again after a preemption."""
 
     def __init__(self, spec: JobSpec, lease: protocol.Lease,
                  on_update: Callable[[Controller], None] | None = None) -> None:
@@ -95,6 +118,8 @@ class Controller:
         self.started = time.monotonic()
         self._external_stop: protocol.StopRequest | None = None
         self._keep: set[int] = set()
+        self.utilization: float | None = None     # mean over ranks of the workers' probe
+        self.preemptions = 0
         self.ray_metrics = _metrics.JobMetrics(spec.name)
         self._lock = threading.Lock()
         latest = spec.storage.latest()
@@ -121,9 +146,13 @@ class Controller:
             if outcome.kind == "succeeded":
                 self._transition(State.FINISHED, status="succeeded")
                 return self.result("succeeded")
+            if outcome.kind == "stopped" and self._requeue(outcome):
+                continue
             if outcome.kind == "stopped":
                 assert outcome.stop is not None
-                status = f"stopped: {outcome.stop.reason}"
+                with self._lock:    # a user stop while it waited to be re-admitted wins
+                    stop = self._external_stop if self.state is State.REQUEUED else None
+                status = f"stopped: {(stop or outcome.stop).reason}"
                 self._transition(State.FINISHED, status=status)
                 return self.result(status)
             if outcome.kind == "resize":
@@ -137,6 +166,32 @@ class Controller:
                 if kept is not None:
                     kept.shutdown()
                 raise
+
+    def _requeue(self, outcome: Outcome) -> bool:
+        """Preempted by the scheduler: release, wait for admission again, resume. False when the
+        job should end instead (a user or guardrail stop, or no ``readmit``)."""
+        stop = outcome.stop
+        with self._lock:
+            external = self._external_stop
+        if stop is None or stop.reason != "preempted" or self.readmit is None or external is not None:
+            return False
+        self.preemptions += 1
+        self._transition(State.PREEMPTED, step=self.step, checkpoint=self.checkpoint,
+                         reason=stop.message or "preempted", preemptions=self.preemptions)
+        held, self.lease = self.lease, _Released()   # if readmit raises, nothing is released twice
+        held.release("stopped: preempted")
+        self._transition(State.REQUEUED, step=self.step, checkpoint=self.checkpoint)
+        try:
+            self.lease = self.readmit()
+        except errors.AdmissionError:
+            with self._lock:
+                if self._external_stop is None:
+                    raise
+            return False             # stopped while it waited: out of the queue, never resumed
+        latest = self.spec.storage.latest()
+        _events.emit(self.spec.name, "resumed", step=latest or 0, checkpoint=self.checkpoint,
+                     preemptions=self.preemptions)
+        return True
 
     def _on_failure(self, outcome: Outcome) -> None:
         failure = outcome.failure
@@ -229,7 +284,8 @@ class Controller:
                     "checkpoint_step": latest, "start_step": latest or 0,
                     "datasets": spec.datasets, "data_states": data_states,
                     "shard_factory": spec.shard_factory, "restarts": self.restarts,
-                    "collective_timeout_s": spec.failure.collective_timeout_s}
+                    "collective_timeout_s": spec.failure.collective_timeout_s,
+                    "probe": spec.probe}
         return spec_for
 
     def _start_group(self, resize_to: int | None) -> Any:
@@ -310,6 +366,9 @@ class Controller:
     def _absorb(self, answered: dict[int, dict[str, Any]]) -> bool:
         """Take reports (rank 0) and log lines; True when a new checkpoint was committed."""
         new_ckpt = False
+        readings = [p["utilization"] for p in answered.values() if p.get("utilization") is not None]
+        if readings:     # the workers' own probe (NVML or the configured one); None: unknown
+            self.utilization = sum(readings) / len(readings)
         for rank in sorted(answered):
             self.lines.extend(answered[rank]["lines"])
         for step, row, committed, ts in answered.get(0, {}).get("reports", ()):
@@ -318,7 +377,9 @@ class Controller:
             self.metrics, self.step = row, step
             if committed:
                 self.checkpoint, new_ckpt = committed, True
-                _events.emit(self.spec.name, "checkpoint", step=step, path=committed)
+                loss = row.get("loss")      # the dashboard's loss curve reads it from the event log
+                extra = {"loss": float(loss)} if isinstance(loss, (int, float)) else {}
+                _events.emit(self.spec.name, "checkpoint", step=step, path=committed, **extra)
         if answered.get(0, {}).get("reports") and self.on_update is not None:
             self.on_update(self)
         return new_ckpt
@@ -343,7 +404,8 @@ class Controller:
             if self._external_stop is not None:
                 return self._external_stop
         stop = self.lease.poll(protocol.Usage(bundles_in_use=size, restarts=self.restarts,
-                                              step=self.step))
+                                              step=self.step,
+                                              accelerator_utilization=self.utilization))
         if stop is not None:
             return stop
         limit = self.spec.max_runtime_s

@@ -30,6 +30,16 @@ def choose_master(rank0_ip: str, all_ips: list[str]) -> str:
     return "127.0.0.1" if all(ip == rank0_ip for ip in all_ips) else rank0_ip
 
 
+def interface_for(ip: str) -> str | None:
+    """The network interface that holds ``ip`` on this host, or None."""
+    import psutil
+
+    for name, addrs in psutil.net_if_addrs().items():
+        if any(a.family == socket.AF_INET and a.address == ip for a in addrs):
+            return str(name)
+    return None
+
+
 def pick_backend(has_gpu: bool) -> str:
     return "nccl" if has_gpu else "gloo"
 
@@ -41,6 +51,12 @@ def init_process_group(*, rank: int, world_size: int, master_addr: str, master_p
 
     if master_addr == "127.0.0.1" and backend == "gloo":
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    elif backend == "gloo" and "GLOO_SOCKET_IFNAME" not in os.environ:
+        # Without it gloo binds to what the hostname resolves to, often 127.0.0.1 in containers
+        # (and on nodes in their own network namespace): peers on other hosts then cannot connect.
+        iface = interface_for(node_ip())
+        if iface:
+            os.environ["GLOO_SOCKET_IFNAME"] = iface
     os.environ["MASTER_ADDR"] = master_addr
     os.environ["MASTER_PORT"] = str(master_port)
     os.environ["RANK"] = str(rank)

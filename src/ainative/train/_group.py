@@ -86,6 +86,7 @@ class WorkerGroup:
         self.gang, self.actors, self.slots = gang, actors, slots
         self.job_name, self.cpus = "", 1.0
         self.infos: list[dict[str, Any]] = []
+        self._acks: dict[str, int] = {}      # actor id -> seq of the last poll reply received
 
     def __len__(self) -> int:
         return len(self.actors)
@@ -157,18 +158,22 @@ class WorkerGroup:
         within ``timeout_s`` (a process frozen while holding the GIL)."""
         import ray
 
-        refs = [a.poll.remote() for a in self.actors]
+        keys = [a._actor_id.hex() for a in self.actors]
+        refs = [a.poll.remote(self._acks.get(key, 0)) for a, key in zip(self.actors, keys)]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
         done = set(ready)
         out: list[dict[str, Any] | BaseException | None] = []
-        for ref in refs:
-            if ref not in done:
+        for ref, key in zip(refs, keys):
+            if ref not in done:     # its reports stay with the rank until a reply gets through
                 out.append(None)
                 continue
             try:
-                out.append(ray.get(ref))
+                answer = ray.get(ref)
             except Exception as exc:  # RayActorError and friends: the process or node is gone
                 out.append(exc)
+                continue
+            self._acks[key] = int(answer.get("seq", 0))
+            out.append(answer)
         return out
 
     def request_stop(self, mode: str) -> None:

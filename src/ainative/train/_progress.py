@@ -22,6 +22,7 @@ class Progress:
 
     def __init__(self, job_name: str, enabled: bool | None = None) -> None:
         self._bar: Any = None
+        self._name, self._enabled = job_name, enabled
         if enabled is False or (enabled is None and not interactive()):
             return
         try:
@@ -40,6 +41,14 @@ class Progress:
                  for k, v in list(controller.metrics.items())[:4]}
         bar.set_postfix(state=controller.state.value, workers=controller.world_size,
                         restarts=controller.restarts, **shown, refresh=True)
+
+    def pending(self, why: str) -> None:
+        """The job waits for admission: ``pending: <why>`` on the bar, else one line on stderr (at
+        once and on every change; admission calls this only when the reason changes)."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"pending: {why}", refresh=True)
+        elif self._enabled is not False:
+            print(f"[ainative] {self._name} pending: {why}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

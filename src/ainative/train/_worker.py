@@ -66,7 +66,14 @@ class TrainWorker:
         self._error: dict[str, Any] | None = None
         self._lines: deque[str] = deque(maxlen=2000)
         self._session: _context.Session | None = None
+        # Reports handed to a poll stay here until a later poll acknowledges them: a poll whose
+        # reply the controller gave up on (a slow, loaded machine) must not lose its reports.
+        self._unacked: list[tuple[int, tuple[Any, ...]]] = []
+        self._seq = 0
         self._stop_mode: str | None = None
+        self._probe: Any = None                 # utilisation probe, read at most once per second
+        self._probe_at = 0.0
+        self._utilization: float | None = None
         self._preimport = threading.Thread(target=_preimport, daemon=True)
         self._preimport.start()
 
@@ -90,6 +97,8 @@ class TrainWorker:
             raise RuntimeError(f"rank {self.rank} is still {self._state}; cannot restart it")
         # a restart in place: the previous attempt's thread has ended; start clean
         self._state, self._error, self._stop_mode, self._session = "starting", None, None, None
+        self._unacked = []          # the previous attempt's reports went with its failure
+        self._set_probe(spec.get("probe"))
         threading.Thread(target=self._train, args=(spec,), daemon=True,
                          name=f"ainative-train-rank{self.rank}").start()
 
@@ -159,22 +168,49 @@ class TrainWorker:
                                  backend=backend, timeout_s=spec["collective_timeout_s"])
         session.last_progress = time.monotonic()
 
-    def poll(self) -> dict[str, Any]:
-        """State, new rank-0 reports, new log lines and seconds since this rank's last report."""
+    def _set_probe(self, spec: str | None) -> None:
+        from ainative.cost import probes
+
+        try:
+            self._probe = probes.worker_probe(spec)
+        except Exception as exc:  # checked in the driver already; never fail training for it
+            print(f"utilisation probe {spec!r} unavailable: {exc}", file=sys.__stderr__)
+            self._probe = None
+
+    def _read_utilization(self) -> float | None:
+        """The probe's reading in this process (the accelerators this rank holds), once a second."""
+        now = time.monotonic()
+        if self._probe is not None and self._state == "running" and now - self._probe_at >= 1.0:
+            self._probe_at = now
+            try:
+                value = self._probe()
+                self._utilization = None if value is None else min(1.0, max(0.0, float(value)))
+            except Exception:
+                self._utilization = None
+        return self._utilization if self._state == "running" else None
+
+    def poll(self, ack: int = 0) -> dict[str, Any]:
+        """State, the rank-0 reports after ``ack`` (the ``seq`` of the last reply the caller got),
+        new log lines, seconds since this rank's last report and the accelerator utilisation its
+        probe read (None: unknown)."""
         s = self._session
-        reports: list[tuple[Any, ...]] = []
+        self._unacked = [(seq, r) for seq, r in self._unacked if seq > ack]
         since = 0.0
         if s is not None:
             with s.lock:
                 while s.outbox:
-                    reports.append(s.outbox.popleft())
+                    self._seq += 1
+                    self._unacked.append((self._seq, s.outbox.popleft()))
             since = time.monotonic() - s.last_progress
+        reports = [r for _, r in self._unacked]
         lines = []
         while self._lines:
             lines.append(self._lines.popleft())
-        return {"state": self._state, "reports": reports, "since_progress_s": since,
+        return {"state": self._state, "reports": reports, "seq": self._seq,
+                "since_progress_s": since,
                 "error": self._error, "lines": lines,
-                "step": s.context.step if s is not None else None}
+                "step": s.context.step if s is not None else None,
+                "utilization": self._read_utilization()}
 
     def request_stop(self, mode: str) -> None:
         """``mode``: "checkpoint" ends at the next report with a checkpoint, "now" at any report."""

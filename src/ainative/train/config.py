@@ -20,7 +20,7 @@ class CheckpointConfig:
                 f"CheckpointConfig.path must be a directory or URI such as 'file:///tmp/ckpt', "
                 f"got {self.path!r}", field="path", value=self.path)
         if self.keep is not None:
-            config.require_int("CheckpointConfig", "keep", self.keep, minimum=1)
+            config.require_int("CheckpointConfig", "keep", self.keep, minimum=1, maximum=100_000)
 
 
 @config.config_dataclass
@@ -39,12 +39,13 @@ class FailureConfig:
     """How long to wait for the gang (placement group) when it could fit but does not yet."""
 
     def __post_init__(self) -> None:
-        config.require_int("FailureConfig", "max_restarts", self.max_restarts, minimum=0)
+        config.require_int("FailureConfig", "max_restarts", self.max_restarts, minimum=0,
+                           maximum=1_000_000)
         if not isinstance(self.retry_user_errors, bool):
             raise errors.ConfigError(
                 f"FailureConfig.retry_user_errors must be True or False, got {self.retry_user_errors!r}",
                 field="retry_user_errors", value=self.retry_user_errors)
-        config.require_positive("FailureConfig", "progress_timeout_s", self.progress_timeout_s,
-                                allow_none=True)
-        config.require_positive("FailureConfig", "collective_timeout_s", self.collective_timeout_s)
-        config.require_positive("FailureConfig", "start_timeout_s", self.start_timeout_s)
+        config.require_seconds("FailureConfig", "progress_timeout_s", self.progress_timeout_s,
+                               allow_none=True)
+        config.require_seconds("FailureConfig", "collective_timeout_s", self.collective_timeout_s)
+        config.require_seconds("FailureConfig", "start_timeout_s", self.start_timeout_s)

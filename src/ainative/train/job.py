@@ -8,8 +8,10 @@ a checkpoint path that cannot be written, InfeasibleError for workers the cluste
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,17 +30,18 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 def _workers_range(workers: Any) -> tuple[int, int]:
     if isinstance(workers, (tuple, list)) and len(workers) == 2:
         low, high = workers
-        cfg.require_int("TrainJob", "workers[0] (min)", low, minimum=1)
-        cfg.require_int("TrainJob", "workers[1] (max)", high, minimum=1)
+        cfg.require_int("TrainJob", "workers[0] (min)", low, minimum=1, maximum=cfg.MAX_WORKERS)
+        cfg.require_int("TrainJob", "workers[1] (max)", high, minimum=1, maximum=cfg.MAX_WORKERS)
         if low > high:
             raise errors.ConfigError(
                 f"TrainJob.workers=({low}, {high}): min must be <= max; write (min, max) such as "
                 f"({high}, {low})", field="workers", value=workers)
         return int(low), int(high)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+    if isinstance(workers, bool) or not isinstance(workers, int) or not \
+            1 <= workers <= cfg.MAX_WORKERS:
         raise errors.ConfigError(
-            f"TrainJob.workers must be an integer >= 1 or a (min, max) pair for an elastic job, "
-            f"got {workers!r}", field="workers", value=workers)
+            f"TrainJob.workers must be an integer in [1, {cfg.MAX_WORKERS:,}] or a (min, max) pair "
+            f"for an elastic job, got {workers!r}", field="workers", value=workers)
     return workers, workers
 
 
@@ -87,12 +90,18 @@ class TrainJob:
         if queue is not None and not isinstance(queue, str):
             raise errors.ConfigError(f"TrainJob.queue must be a string or None, got {queue!r}",
                                      field="queue", value=queue)
-        cfg.require_int("TrainJob", "priority", priority)
+        cfg.require_int("TrainJob", "priority", priority, minimum=-1_000_000, maximum=1_000_000)
         if not isinstance(preemptible, bool):
             raise errors.ConfigError(f"TrainJob.preemptible must be True or False, got {preemptible!r}",
                                      field="preemptible", value=preemptible)
-        cfg.require_positive("TrainJob", "max_runtime_s", max_runtime_s, allow_none=True)
-        cfg.require_positive("TrainJob", "expected_duration_s", expected_duration_s, allow_none=True)
+        cfg.require_seconds("TrainJob", "max_runtime_s", max_runtime_s, allow_none=True)
+        cfg.require_seconds("TrainJob", "expected_duration_s", expected_duration_s, allow_none=True)
+        cfg.require_type("TrainJob", "progress", progress, bool, allow_none=True)
+        if budget is not None:
+            from ainative.policy import pricing
+
+            cfg.require_type("TrainJob", "budget", budget, pricing.Budget,
+                             example="ainative.Budget(usd=100)")
         self.train_fn, self.placement = train_fn, placement
         self.config = dict(config or {})
         self.checkpoint = checkpoint or CheckpointConfig()
@@ -112,19 +121,25 @@ class TrainJob:
     def storage(self) -> _checkpoint.Storage:
         return _checkpoint.Storage(self.checkpoint.path, self.name, self.checkpoint.keep)
 
-    def run(self) -> TrainResult:
-        """Run to the end; return the result or raise TrainingFailedError / WorkerGroupError."""
+    def run(self, *, admission_timeout_s: float | None = None) -> TrainResult:
+        """Run to the end; return the result or raise TrainingFailedError / WorkerGroupError.
+        While the job waits for admission, why is shown at once and on every change
+        (``pending: <why>``); ``admission_timeout_s``: raise AdmissionTimeoutError when not admitted
+        within it (None: wait). BudgetExceededError at once when it can never fit its budget."""
+        timeout_s = protocol.check_admission_timeout(admission_timeout_s)
         spec = self._prepare()
         progress = _progress.Progress(self.name, self.progress)
         try:
-            return _drive(self, spec, progress.update, None)
+            return _drive(self, spec, progress.update, None, admission_timeout_s=timeout_s,
+                          on_pending=progress.pending)
         finally:
             progress.close()
 
-    def submit(self) -> TrainHandle:
+    def submit(self, *, admission_timeout_s: float | None = None) -> TrainHandle:
         """Start in the background; bad input still raises here, before anything is reserved."""
+        timeout_s = protocol.check_admission_timeout(admission_timeout_s)
         spec = self._prepare()
-        return TrainHandle(self, spec)
+        return TrainHandle(self, spec, admission_timeout_s=timeout_s)
 
     def request(self) -> protocol.JobRequest:
         """What this job asks admission for."""
@@ -140,10 +155,10 @@ class TrainJob:
         """Checks that need the cluster, before admission and before any gang."""
         import ray
 
-        import ainative
+        from ainative.cluster import local as cluster_local
         from ainative.scheduling import placement
 
-        ainative.connect()
+        cluster_local.connect()
         for field, value in (("train_fn", self.train_fn), ("config", self.config),
                              ("datasets", self.datasets)):
             try:
@@ -153,6 +168,9 @@ class TrainJob:
                     f"TrainJob.{field} cannot be pickled to send to workers ({type(exc).__name__}: "
                     f"{exc}); define it at module level and keep locks, sockets and open files out "
                     "of it (create them inside train_fn)", field=field) from None
+        from ainative.cost import probes
+
+        probe = probes.configured_probe_spec()     # ConfigError for a bad name, before admission
         storage = self.storage
         storage.probe()
         placement.check_feasible([self.resources] * self.min_workers, self.placement)
@@ -160,33 +178,74 @@ class TrainJob:
             name=self.name, fn=self.train_fn, config=self.config, resources=self.resources,
             min_workers=self.min_workers, max_workers=self.max_workers, placement=self.placement,
             storage=storage, failure=self.failure, datasets=self.datasets,
-            shard_factory=self.shard_factory, max_runtime_s=self.max_runtime_s)
+            shard_factory=self.shard_factory, max_runtime_s=self.max_runtime_s, probe=probe)
 
 
 def _drive(job: TrainJob, spec: _controller.JobSpec,
-           on_update: Callable[[Any], None] | None, handle: TrainHandle | None) -> TrainResult:
-    """Admission, then the controller; the lease is always released with the outcome."""
+           on_update: Callable[[Any], None] | None, handle: TrainHandle | None, *,
+           admission_timeout_s: float | None = None,
+           on_pending: Callable[[str], None] | None = None) -> TrainResult:
+    """Admission, then the controller; the lease is always released with the outcome. After a
+    preemption the controller asks admission again (same queue, priority and first submit time,
+    so the job keeps its age) and resumes from its checkpoint."""
     _events.emit(job.name, "submitted", workers=[job.min_workers, job.max_workers],
                  queue=job.queue)
-    lease = protocol.admission_for(job.queue).admit(job.request())
+
+    def pending(why: str) -> None:
+        _events.emit(job.name, "pending", queue=job.queue, reason=why)
+        if on_pending is not None:
+            on_pending(why)
+
+    first = job.request()
+    stopped = (lambda: handle.stop_requested() is not None) if handle is not None else None
+    request = dataclasses.replace(first, metadata={**first.metadata, "submit_s": time.time()},
+                                  on_pending=pending, cancelled=stopped)
+    try:
+        lease = protocol.admission_for(job.queue).admit(request, admission_timeout_s)
+    except errors.AdmissionError:
+        if handle is None or handle.stop_requested() is None:
+            raise
+        return _stopped_pending(job, handle.stop_requested(), None)
+    if handle is not None and handle.stop_requested() is not None:   # stopped as it was admitted
+        return _stopped_pending(job, handle.stop_requested(), lease)
     _events.emit(job.name, "admitted", queue=job.queue)
-    status = "failed"
+
+    def readmit() -> protocol.Lease:
+        got = protocol.admission_for(job.queue).admit(request)
+        _events.emit(job.name, "admitted", queue=job.queue, requeued=True)
+        return got
+
+    status, controller = "failed", None
     try:
         controller = job.controller_class(spec, lease, on_update=on_update)
+        controller.readmit = readmit
         if handle is not None:
             handle._attach(controller)
         result: TrainResult = controller.run()
         status = result.status
         return result
     finally:
+        (controller.lease if controller is not None else lease).release(status)
+
+
+def _stopped_pending(job: TrainJob, stop: protocol.StopRequest | None,
+                     lease: protocol.Lease | None) -> TrainResult:
+    """The job was stopped before it started: nothing was reserved; release what was admitted."""
+    status = f"stopped: {stop.reason if stop is not None else 'cancelled'}"
+    if lease is not None:
         lease.release(status)
+    _events.emit(job.name, "stopped", reason=status, before_start=True)
+    return TrainResult(metrics={}, checkpoint=None, restarts=0, history=[], status=status,
+                       name=job.name)
 
 
 class TrainHandle:
     """A submitted job running in a background thread of this driver."""
 
-    def __init__(self, job: TrainJob, spec: _controller.JobSpec) -> None:
+    def __init__(self, job: TrainJob, spec: _controller.JobSpec, *,
+                 admission_timeout_s: float | None = None) -> None:
         self.job = job
+        self._admission_timeout_s = admission_timeout_s
         self._controller: Any = None
         self._pending_stop: protocol.StopRequest | None = None
         self._result: TrainResult | None = None
@@ -199,7 +258,8 @@ class TrainHandle:
 
     def _main(self, spec: _controller.JobSpec) -> None:
         try:
-            self._result = _drive(self.job, spec, None, self)
+            self._result = _drive(self.job, spec, None, self,
+                                  admission_timeout_s=self._admission_timeout_s)
         except BaseException as exc:
             self._error = exc
         finally:
@@ -211,9 +271,15 @@ class TrainHandle:
             if self._pending_stop is not None:
                 controller.request_stop(self._pending_stop)
 
+    def stop_requested(self) -> protocol.StopRequest | None:
+        """The stop asked with ``stop()``, if any (admission checks it while the job waits)."""
+        with self._lock:
+            return self._pending_stop
+
     def status(self) -> str:
         """"pending" (waiting for admission), a controller state ("scheduling", "running",
-        "restarting", "stopping"), then "succeeded", "failed" or "stopped: <reason>"."""
+        "restarting", "stopping", "preempted", "requeued"), then "succeeded", "failed" or
+        "stopped: <reason>"."""
         if self._done.is_set():
             return self._result.status if self._result is not None else "failed"
         return "pending" if self._controller is None else str(self._controller.state.value)

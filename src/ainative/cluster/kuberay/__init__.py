@@ -8,6 +8,9 @@ ainative that imports ``kubernetes``.
 
     spec = KubeRayClusterConfig(name="research", worker_groups=[NodeGroupConfig(...)])
     raycluster_manifest(spec)             # validated dict (CRD schema + operator rules)
+    rayservice_manifest(ai.Endpoint(...), spec)   # serveConfigV2 that runs Endpoint.deploy()'s app
+    auth_secret_manifest(spec)            # the Secret with the Ray token (auth is on by default)
+    networkpolicy_manifest(spec)          # optional: only this cluster's pods + named namespaces
     cluster = up(spec, timeout_s=900)     # create or adopt, wait for readiness
     ainative.connect(cluster)             # ray://<head svc>.<ns>.svc:10001
     down("research", namespace="ml")
@@ -24,6 +27,8 @@ from ainative.cluster.kuberay.manifests import raycluster_manifest as raycluster
 from ainative.cluster.kuberay.manifests import rayjob_manifest as rayjob_manifest
 from ainative.cluster.kuberay.manifests import rayservice_manifest as rayservice_manifest
 from ainative.cluster.kuberay.rbac import role_manifest as role_manifest
+from ainative.cluster.kuberay.security import auth_secret_manifest as auth_secret_manifest
+from ainative.cluster.kuberay.security import networkpolicy_manifest as networkpolicy_manifest
 from ainative.cluster.kuberay.schema import validate as validate
 
 # Names that need the kubernetes client: loaded on first use.
@@ -40,8 +45,9 @@ _LAZY = {
     "up": "ainative.cluster.kuberay.ops",
 }
 
-__all__ = sorted(["KubeRayClusterConfig", "NodeGroupConfig", "raycluster_manifest",
-                  "rayjob_manifest", "rayservice_manifest", "role_manifest", "validate", *_LAZY])
+__all__ = sorted(["KubeRayClusterConfig", "NodeGroupConfig", "auth_secret_manifest",
+                  "networkpolicy_manifest", "raycluster_manifest", "rayjob_manifest",
+                  "rayservice_manifest", "role_manifest", "validate", *_LAZY])
 
 
 def __getattr__(name: str) -> Any:

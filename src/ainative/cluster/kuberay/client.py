@@ -36,6 +36,8 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
             k8s_config.load_incluster_config()
             return k8s.ApiClient()
         cfg = k8s.Configuration()
+        # KUBECONFIG as it is now (the kubernetes package reads it once, at import)
+        kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
         k8s_config.load_kube_config(config_file=kubeconfig, context=context,
                                     client_configuration=cfg)
         return k8s.ApiClient(cfg)
@@ -83,8 +85,53 @@ class KubeRayClient:
     def create(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         meta = manifest["metadata"]
         obj: dict[str, Any] = self._call(
-            "create", manifest["kind"], meta["namespace"], meta["name"],
+            "create", manifest["kind"], meta["namespace"], meta.get("name") or meta.get("generateName"),
             self.api.create_namespaced_custom_object, dict(manifest))
+        return obj
+
+    def _core(self, verb: str, manifest_kind: str, namespace: str, name: str,
+              call: Callable[[], Any]) -> dict[str, Any] | None:
+        """A Secret / NetworkPolicy request; None on 404 for ``get``."""
+        try:
+            obj = call()
+        except ApiException as exc:
+            if verb == "get" and exc.status == 404:
+                return None
+            raise translate(exc, verb, manifest_kind, namespace, name) from None
+        except (OSError, Urllib3Error) as exc:
+            raise errors.KubeRayError(
+                f"cannot reach the Kubernetes API server at {self.api_client.configuration.host}: "
+                f"{exc}", verb=verb, kind=manifest_kind) from None
+        out: dict[str, Any] = self.api_client.sanitize_for_serialization(obj)
+        return out
+
+    def get_companion(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Secret or NetworkPolicy that goes with a Ray object, or None."""
+        timeout = self.request_timeout_s
+        if kind == "Secret":
+            api = k8s.CoreV1Api(self.api_client)
+            return self._core("get", kind, namespace, name, lambda: api.read_namespaced_secret(
+                name, namespace, _request_timeout=timeout))
+        net = k8s.NetworkingV1Api(self.api_client)
+        return self._core("get", kind, namespace, name, lambda: net.read_namespaced_network_policy(
+            name, namespace, _request_timeout=timeout))
+
+    def create_companion(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a Secret or NetworkPolicy (409 -> KubeRayConflictError)."""
+        kind, meta = manifest["kind"], manifest["metadata"]
+        namespace, body = meta["namespace"], dict(manifest)
+        if kind == "Secret":
+            create: Callable[..., Any] = k8s.CoreV1Api(self.api_client).create_namespaced_secret
+        elif kind == "NetworkPolicy":
+            create = k8s.NetworkingV1Api(self.api_client).create_namespaced_network_policy
+        else:
+            raise errors.KubeRayValidationError(
+                f"kind must be Secret or NetworkPolicy; got {kind!r}", path="kind", value=kind)
+        obj = self._core("create", kind, namespace, meta["name"],
+                         lambda: create(namespace, body, _request_timeout=self.request_timeout_s))
+        if obj is None:  # only get answers None
+            raise errors.KubeRayError(f"create {kind} {namespace}/{meta['name']}: no object "
+                                      "returned", verb="create", kind=kind)
         return obj
 
     def json_patch(self, kind: str, namespace: str, name: str, ops: list[dict[str, Any]]
@@ -149,7 +196,7 @@ def translate(exc: ApiException, verb: str, kind: str, namespace: str, name: str
     body = _status_body(exc)
     message = body.get("message") or exc.reason or str(exc)
     code = exc.status or 0
-    where = f"{kind} {namespace}/{name}" if name else f"{schema.PLURALS[kind]} in {namespace}"
+    where = f"{kind} {namespace}/{name}" if name else f"{schema.PLURALS.get(kind, kind)} in {namespace}"
     facts = dict(status=code, verb=verb, kind=kind, namespace=namespace, name=name)
     if code in (401, 403):
         need = rbac.describe_needed(verb, kind, namespace)
@@ -157,7 +204,7 @@ def translate(exc: ApiException, verb: str, kind: str, namespace: str, name: str
         return errors.KubeRayAuthError(
             f"{verb} {where}: {what}: {message}. This needs {need}; the least-privilege Role is "
             "ainative.cluster.kuberay.rbac.role_manifest() (docs/kuberay.md)", **facts)
-    if code == 404 and not (body.get("details") or {}).get("name"):
+    if code == 404 and kind in schema.PLURALS and not (body.get("details") or {}).get("name"):
         return errors.KubeRayNotInstalledError(
             f"{verb} {where}: the API server does not know {schema.PLURALS[kind]}.{schema.GROUP}/"
             f"{schema.VERSION}: the KubeRay operator (CRDs) is not installed on this cluster. "

@@ -15,7 +15,6 @@ autoscaler can scale the group from zero, and get a node selector and toleration
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Mapping
 from typing import Any
@@ -24,12 +23,15 @@ import yaml
 
 from ainative import errors
 from ainative.cluster.kuberay import config as kconfig
-from ainative.cluster.kuberay import schema
+from ainative.cluster.kuberay import naming, schema, serve_config
 from ainative.cluster.kuberay.config import KubeRayClusterConfig, NodeGroupConfig
 from ainative.resources import Accelerator
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 OWNER_LABEL = "ainative.io/owner"
+# Pod label naming the ainative object the pod belongs to (what the NetworkPolicy selects).
+CLUSTER_LABEL = "ainative.io/cluster"
+PAYLOAD_HASH = "ainative.io/payload-hash"
 PORTS = {"gcs-server": 6379, "dashboard": 8265, "client": 10001, "serve": 8000}
 # Device plugin resource per vendor; everything else is NVIDIA.
 _DEVICE_RESOURCE = {"MI300X": "amd.com/gpu", "MI250X": "amd.com/gpu", "MI210": "amd.com/gpu",
@@ -74,7 +76,16 @@ def _placement(group: NodeGroupConfig, spec: KubeRayClusterConfig) -> dict[str, 
     return out
 
 
-def _pod_template(group: NodeGroupConfig, spec: KubeRayClusterConfig, *, head: bool) -> dict[str, Any]:
+def _env(group: NodeGroupConfig) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted((group.env or {}).items())]
+    for name, ref in sorted((group.secret_env or {}).items()):
+        secret, key = naming.parse_secret_ref("NodeGroupConfig", "secret_env", name, ref)
+        env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+    return env
+
+
+def _pod_template(group: NodeGroupConfig, spec: KubeRayClusterConfig, *, head: bool,
+                  owner_name: str) -> dict[str, Any]:
     limits: dict[str, Any] = {"cpu": f"{group.cpus:g}", "memory": group.memory}
     if group.accelerator is not None:
         limits[device_resource(group.accelerator)] = str(int(group.accelerator.count))
@@ -84,33 +95,57 @@ def _pod_template(group: NodeGroupConfig, spec: KubeRayClusterConfig, *, head: b
     }
     if head:
         container["ports"] = [{"name": n, "containerPort": p} for n, p in PORTS.items()]
-    if group.env:
-        container["env"] = [{"name": k, "value": v} for k, v in sorted(group.env.items())]
-    labels = {MANAGED_BY: "ainative", OWNER_LABEL: spec.owner, **(group.labels or {})}
+    env = _env(group)
+    if env:
+        container["env"] = env
+    labels = {**(group.labels or {}), MANAGED_BY: "ainative", OWNER_LABEL: spec.owner,
+              CLUSTER_LABEL: owner_name}
     return {"metadata": {"labels": labels},
             "spec": {"containers": [container], **_placement(group, spec)}}
 
 
-def _group_common(group: NodeGroupConfig, spec: KubeRayClusterConfig, *, head: bool) -> dict[str, Any]:
-    params = {"dashboard-host": "0.0.0.0"} if head else {}
+def _group_common(group: NodeGroupConfig, spec: KubeRayClusterConfig, *, head: bool,
+                  owner_name: str, dashboard_public: bool) -> dict[str, Any]:
+    # KubeRay binds the dashboard (the job-submission API) on 0.0.0.0 unless told otherwise.
+    params = {"dashboard-host": "0.0.0.0" if dashboard_public else "127.0.0.1"} if head else {}
     params.update(group.ray_start_params or {})
     out: dict[str, Any] = {"rayStartParams": params,
-                           "template": _pod_template(group, spec, head=head)}
+                           "template": _pod_template(group, spec, head=head,
+                                                     owner_name=owner_name)}
     if group.accelerator is not None:
         out["resources"] = _ray_resources(group.accelerator)
     return out
 
 
-def raycluster_spec(spec: KubeRayClusterConfig) -> dict[str, Any]:
-    """The ``spec`` of a RayCluster (also embedded in RayJobs and RayServices)."""
+def auth_secret_name(spec: KubeRayClusterConfig, owner_name: str) -> str | None:
+    """The Secret holding the Ray token of ``owner_name``'s cluster (None: auth disabled)."""
+    if spec.auth != "token":
+        return None
+    return spec.auth_secret or f"{owner_name}-ray-auth"
+
+
+def raycluster_spec(spec: KubeRayClusterConfig, owner_name: str | None = None, *,
+                    dashboard_public: bool | None = None) -> dict[str, Any]:
+    """The ``spec`` of a RayCluster (also embedded in RayJobs and RayServices).
+
+    ``owner_name`` is the top-level object (RayCluster, RayJob or RayService) the pods belong
+    to; ``dashboard_public`` overrides ``spec.expose_dashboard`` where KubeRay itself must reach
+    the dashboard through the head Service."""
+    owner_name = owner_name or spec.name
+    public = spec.expose_dashboard if dashboard_public is None else dashboard_public
     workers = []
     for group in spec.worker_groups:
         workers.append({"groupName": group.name, "replicas": group.replicas,
                         "minReplicas": group.min_replicas, "maxReplicas": group.max_replicas,
-                        **_group_common(group, spec, head=False)})
-    out: dict[str, Any] = {"rayVersion": spec.ray_version,
-                           "headGroupSpec": _group_common(spec.head, spec, head=True),
+                        **_group_common(group, spec, head=False, owner_name=owner_name,
+                                        dashboard_public=public)})
+    head = _group_common(spec.head, spec, head=True, owner_name=owner_name,
+                         dashboard_public=public)
+    head["serviceType"] = spec.head_service_type
+    out: dict[str, Any] = {"rayVersion": spec.ray_version, "headGroupSpec": head,
                            "workerGroupSpecs": workers}
+    secret = auth_secret_name(spec, owner_name)
+    out["authOptions"] = {"mode": "token", "secretName": secret} if secret else {"mode": "disabled"}
     if spec.autoscaling:
         out["enableInTreeAutoscaling"] = True
         out["autoscalerOptions"] = {"upscalingMode": "Default",
@@ -120,7 +155,7 @@ def raycluster_spec(spec: KubeRayClusterConfig) -> dict[str, Any]:
 
 def object_labels(spec: KubeRayClusterConfig) -> dict[str, str]:
     """Labels of the top-level object: ownership plus the gang scheduler's queue labels."""
-    labels = {MANAGED_BY: "ainative", OWNER_LABEL: spec.owner, **(spec.labels or {})}
+    labels = {**(spec.labels or {}), MANAGED_BY: "ainative", OWNER_LABEL: spec.owner}
     if spec.gang_scheduler is not None and spec.queue is not None:
         for key in GANG_LABELS[spec.gang_scheduler]:
             labels[key] = spec.queue
@@ -131,6 +166,15 @@ def object_labels(spec: KubeRayClusterConfig) -> dict[str, str]:
 
 def _metadata(name: str, spec: KubeRayClusterConfig) -> dict[str, Any]:
     return {"name": name, "namespace": spec.namespace, "labels": object_labels(spec)}
+
+
+def _seal(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Validate, then record the hash of the spec (``submit`` compares it before adopting)."""
+    schema.validate(manifest)
+    manifest["metadata"]["annotations"] = {
+        **manifest["metadata"].get("annotations", {}),
+        PAYLOAD_HASH: naming.payload_hash(manifest["spec"])}
+    return manifest
 
 
 def as_cluster_config(spec: KubeRayClusterConfig | Mapping[str, Any]) -> KubeRayClusterConfig:
@@ -145,26 +189,18 @@ def raycluster_manifest(spec: KubeRayClusterConfig | Mapping[str, Any]) -> dict[
     spec = as_cluster_config(spec)
     manifest = {"apiVersion": schema.API_VERSION, "kind": "RayCluster",
                 "metadata": _metadata(spec.name, spec), "spec": raycluster_spec(spec)}
-    schema.validate(manifest)
-    return manifest
+    return _seal(manifest)
 
 
 def _import_path(fn: Any, name: str) -> str:
     """``module:qualname`` of a function that pods can import (not one defined in __main__)."""
-    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
-    if not module or module == "__main__" or "<" in qualname:
-        raise errors.ConfigError(
-            f"{name!r}: {fn!r} is defined in __main__ or locally, so pods cannot import it; move "
-            "it into a module that the image has and pass it or 'module:function'",
-            field="train_fn", value=repr(fn))
-    return f"{module}:{qualname}"
+    return serve_config.import_path(fn, name, "train_fn")
 
 
 def rayjob_name(name: str) -> str:
-    """A TrainJob name (letters, digits, '.', '_', '-') as a RayJob name (DNS-1035, <= 47)."""
-    text = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:kconfig.MAX_NAME["RayJob"]]
-    text = text.rstrip("-")
-    return text if text[:1].isalpha() else f"job-{text}"[:kconfig.MAX_NAME["RayJob"]].rstrip("-")
+    """A TrainJob name (letters, digits, '.', '_', '-') as a RayJob name (DNS-1035, <= 47); a
+    lossy conversion gets a hash suffix of the original (``exp.1`` and ``exp_1`` differ)."""
+    return naming.object_name(name, "RayJob")
 
 
 def job_entrypoint(job: Any) -> tuple[str, str]:
@@ -208,11 +244,22 @@ def rayjob_manifest(train_job: Any, spec: KubeRayClusterConfig | Mapping[str, An
     ``train_job`` is an ``ainative.TrainJob`` (shipped whole and run by
     ``python -m ainative.cluster.kuberay.entry``), or anything :func:`job_entrypoint` takes.
     With ``cluster_selector`` the job runs on an existing cluster instead (KubeRay then neither
-    creates nor shuts down a cluster). The job name comes from the train job."""
+    creates nor shuts down a cluster). The job name comes from the train job.
+
+    On its own cluster the job is submitted by a sidecar in the head pod (``SidecarMode``: no
+    submitter pod for a NetworkPolicy to admit); on an existing cluster KubeRay's submitter pod
+    reaches the dashboard through the head Service (``K8sJobMode``). The operator polls the
+    job's status through the dashboard, so a RayJob's dashboard listens on the pod network,
+    behind the token."""
     from ainative.cluster.kuberay import entry
 
     spec = as_cluster_config(spec)
     env = dict(runtime_env or {})
+    env_vars = env.get("env_vars") or {}
+    if not isinstance(env_vars, Mapping):
+        raise errors.ConfigError(f"runtime_env.env_vars must map names to values; got {env_vars!r}",
+                                 field="runtime_env", value=env_vars)
+    naming.check_plain_env("runtime_env", "env_vars", env_vars)
     if entry.is_train_job(train_job):
         # an ainative TrainJob: shipped whole, run by ainative.cluster.kuberay.entry in the cluster
         name = rayjob_name(train_job.name)
@@ -220,14 +267,16 @@ def rayjob_manifest(train_job: Any, spec: KubeRayClusterConfig | Mapping[str, An
         env["env_vars"] = {**dict(env.get("env_vars") or {}),
                            entry.ENV_VAR: entry.encode(train_job)}
     else:
-        name, entrypoint = job_entrypoint(train_job)
+        given, entrypoint = job_entrypoint(train_job)
+        name = rayjob_name(given)
     kconfig.check_name("train_job", "name", name, "RayJob")
-    body: dict[str, Any] = {"entrypoint": entrypoint, "submissionMode": "K8sJobMode",
+    body: dict[str, Any] = {"entrypoint": entrypoint,
+                            "submissionMode": "K8sJobMode" if cluster_selector else "SidecarMode",
                             "backoffLimit": backoff_limit}
     if cluster_selector:
         body["clusterSelector"] = dict(cluster_selector)
     else:
-        body["rayClusterSpec"] = raycluster_spec(spec)
+        body["rayClusterSpec"] = raycluster_spec(spec, name, dashboard_public=True)
         # Kueue admits the whole job and needs the cluster gone when it ends; so do we.
         body["shutdownAfterJobFinishes"] = True
         body["ttlSecondsAfterFinished"] = ttl_after_finished_s
@@ -237,16 +286,18 @@ def rayjob_manifest(train_job: Any, spec: KubeRayClusterConfig | Mapping[str, An
         body["activeDeadlineSeconds"] = active_deadline_s
     manifest = {"apiVersion": schema.API_VERSION, "kind": "RayJob",
                 "metadata": _metadata(name, spec), "spec": body}
-    schema.validate(manifest)
-    return manifest
+    return _seal(manifest)
 
 
-def serve_config(endpoint: Any, import_path: str | None = None) -> tuple[str, dict[str, Any]]:
-    """``(name, application)`` for ``serveConfigV2`` from a duck-typed Endpoint or mapping.
+def serve_application(endpoint: Any, import_path: str | None = None) -> tuple[str, dict[str, Any]]:
+    """``(name, application)`` for ``serveConfigV2``.
 
-    The endpoint gives ``name`` and ``route``; the Serve application comes from ``import_path``
-    (argument or attribute): a module attribute holding a bound Serve application, or an
-    application builder function (``model_factory`` may name that builder too)."""
+    An ``ai.Endpoint`` without ``import_path`` becomes ainative's own application (resources,
+    batching and autoscaling policy carried over; see :mod:`.serve_config`). Otherwise the
+    endpoint (object or mapping) gives ``name`` and ``route`` and the application is the bound
+    Serve application or builder at ``import_path`` (argument or attribute)."""
+    if import_path is None and serve_config.is_endpoint(endpoint):
+        return endpoint.name, serve_config.endpoint_application(endpoint)
     get = endpoint.get if isinstance(endpoint, Mapping) else (
         lambda k, d=None: getattr(endpoint, k, d))
     name = get("name")
@@ -257,12 +308,10 @@ def serve_config(endpoint: Any, import_path: str | None = None) -> tuple[str, di
     if callable(target):
         target = _import_path(target, name)
     if not isinstance(target, str) or ":" not in target:
-        hint = (" (an ainative.Endpoint's model factory is not a Serve application: pass "
-                "import_path= of one that the image holds)" if get("model") is not None else "")
         raise errors.ConfigError(
             f"endpoint {name!r} needs import_path 'module:attribute' of a bound Ray Serve "
-            f"application or an application builder function (import_path= or model_factory=); "
-            f"got {target!r}{hint}", field="import_path", value=target)
+            f"application or an application builder function (import_path= or model_factory=), "
+            f"or pass an ainative.Endpoint; got {target!r}", field="import_path", value=target)
     route = get("route") or f"/{name}"
     if not isinstance(route, str) or not route.startswith("/"):
         raise errors.ConfigError(f"endpoint {name!r} route must start with '/'; got {route!r}",
@@ -276,14 +325,19 @@ def serve_config(endpoint: Any, import_path: str | None = None) -> tuple[str, di
 
 def rayservice_manifest(endpoint: Any, spec: KubeRayClusterConfig | Mapping[str, Any], *,
                         name: str | None = None, import_path: str | None = None) -> dict[str, Any]:
-    """A validated RayService serving ``endpoint`` on a cluster shaped like ``spec``."""
+    """A validated RayService serving ``endpoint`` on a cluster shaped like ``spec``.
+
+    From an ``ai.Endpoint``, ``serveConfigV2`` runs the code ``Endpoint.deploy()`` runs: each
+    replica's ``ray_actor_options`` (CPUs, GPUs, the ``accelerator_type:<T>`` resource, memory),
+    ainative's batching, and :class:`ainative.serve._autoscale.EndpointPolicy` as Serve's custom
+    autoscaling policy by import path. The head's dashboard listens on the pod network (the
+    operator polls Serve through it), behind token authentication."""
     spec = as_cluster_config(spec)
-    app_name, app = serve_config(endpoint, import_path)
-    name = name or app_name
+    app_name, app = serve_application(endpoint, import_path)
+    name = name or naming.object_name(app_name, "RayService")
     kconfig.check_name("endpoint", "name", name, "RayService")
     body = {"serveConfigV2": yaml.safe_dump({"applications": [app]}, sort_keys=False),
-            "rayClusterConfig": raycluster_spec(spec)}
+            "rayClusterConfig": raycluster_spec(spec, name, dashboard_public=True)}
     manifest = {"apiVersion": schema.API_VERSION, "kind": "RayService",
                 "metadata": _metadata(name, spec), "spec": body}
-    schema.validate(manifest)
-    return manifest
+    return _seal(manifest)

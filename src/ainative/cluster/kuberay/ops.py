@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ainative import errors
-from ainative.cluster.kuberay import manifests, schema, wait
+from ainative.cluster.kuberay import manifests, schema, security, wait
 from ainative.cluster.kuberay.client import KubeRayClient
 from ainative.cluster.kuberay.config import KubeRayClusterConfig
 from ainative.cluster.kuberay.portforward import PortForward
@@ -75,10 +75,16 @@ def owned_patch(desired: Mapping[str, Any], live: Mapping[str, Any]) -> list[dic
         if have.get(field) != value:
             ops.append({"op": "add" if field not in have else "replace",
                         "path": f"/spec/{_escape(field)}", "value": value})
-    live_labels = (live.get("metadata") or {}).get("labels") or {}
-    for label, value in (desired["metadata"].get("labels") or {}).items():
-        if live_labels.get(label) != value:
-            ops.append({"op": "add", "path": f"/metadata/labels/{_escape(label)}", "value": value})
+    for field in ("labels", "annotations"):
+        current = (live.get("metadata") or {}).get(field)
+        wanted = desired["metadata"].get(field) or {}
+        if current is None and wanted:
+            ops.append({"op": "add", "path": f"/metadata/{field}", "value": dict(wanted)})
+            continue
+        for key, value in wanted.items():
+            if (current or {}).get(key) != value:
+                ops.append({"op": "add", "path": f"/metadata/{field}/{_escape(key)}",
+                            "value": value})
     if ops:
         rv = live["metadata"]["resourceVersion"]
         ops.insert(0, {"op": "replace", "path": "/metadata/resourceVersion", "value": rv})
@@ -99,9 +105,12 @@ def _check_owner(desired: Mapping[str, Any], live: Mapping[str, Any]) -> None:
 
 
 def apply(client: KubeRayClient, manifest: Mapping[str, Any]) -> Applied:
-    """Create ``manifest``, or adopt the existing object with our owner label and patch it."""
+    """Create ``manifest``, or adopt the existing object with our owner label and patch it.
+    A manifest with ``generateName`` and no ``name`` always makes a new object."""
     schema.validate(manifest)
     kind, meta = manifest["kind"], manifest["metadata"]
+    if not meta.get("name"):
+        return Applied(client.create(manifest), created=True, patched=False)
     for _ in range(_ATTEMPTS):
         try:
             return Applied(client.create(manifest), created=True, patched=False)
@@ -126,6 +135,56 @@ def apply(client: KubeRayClient, manifest: Mapping[str, Any]) -> Applied:
         "retry later", kind=kind, name=meta["name"])
 
 
+def check_companions(client: KubeRayClient, spec: KubeRayClusterConfig, owner_name: str) -> None:
+    """Before creating anything: refuse if a Secret or NetworkPolicy we would make exists and
+    is not ours (we would otherwise point a cluster at someone else's token)."""
+    for companion in security.companions(spec, owner_name):
+        kind, cmeta = companion["kind"], companion["metadata"]
+        _check_companion_owner(spec, kind, cmeta,
+                               client.get_companion(kind, cmeta["namespace"], cmeta["name"]))
+
+
+def _check_companion_owner(spec: KubeRayClusterConfig, kind: str, cmeta: Mapping[str, Any],
+                           live: Mapping[str, Any] | None) -> None:
+    if live is None:
+        return
+    labels = (live.get("metadata") or {}).get("labels") or {}
+    if labels.get(manifests.OWNER_LABEL) != spec.owner:
+        hint = " or set auth_secret to use it" if kind == "Secret" else ""
+        raise errors.KubeRayConflictError(
+            f"{kind} {cmeta['namespace']}/{cmeta['name']} exists and is not ours (label "
+            f"{manifests.OWNER_LABEL}={labels.get(manifests.OWNER_LABEL)!r}, we are "
+            f"{spec.owner!r}); delete it{hint}", kind=kind, name=cmeta["name"])
+
+
+def ensure_companions(client: KubeRayClient, spec: KubeRayClusterConfig,
+                      owner: Mapping[str, Any]) -> list[str]:
+    """Create the auth Secret and NetworkPolicy of ``owner`` (the live Ray object) unless they
+    exist; they carry an ownerReference to it, so Kubernetes deletes them with it. An existing
+    one of ours is kept as is (a token is never rotated under running pods); one that is not
+    ours is refused. Returns ``Kind/name`` of each object created."""
+    meta = owner["metadata"]
+    ref = {"apiVersion": schema.API_VERSION, "kind": owner["kind"], "name": meta["name"],
+           "uid": meta["uid"]}
+    made = []
+    for companion in security.companions(spec, meta["name"]):
+        kind, cmeta = companion["kind"], companion["metadata"]
+        live = client.get_companion(kind, cmeta["namespace"], cmeta["name"])
+        if live is None:
+            companion["metadata"]["ownerReferences"] = [ref]
+            try:
+                client.create_companion(companion)
+                made.append(f"{kind}/{cmeta['name']}")
+                continue
+            except errors.KubeRayConflictError:  # made in between: check it like any other
+                live = client.get_companion(kind, cmeta["namespace"], cmeta["name"])
+        _check_companion_owner(spec, kind, cmeta, live)
+    if made:
+        logger.info("created %s for %s %s/%s", ", ".join(made), owner["kind"], meta["namespace"],
+                    meta["name"])
+    return made
+
+
 class KubeRayCluster:
     """A ready RayCluster: ``ai.connect(cluster)`` joins it through ``.address``."""
 
@@ -138,6 +197,7 @@ class KubeRayCluster:
         self.head_service: str = (status.get("head") or {}).get("serviceName") or \
             f"{self.name}-head-svc"
         self.endpoints: dict[str, str] = dict(status.get("endpoints") or {})
+        self.auth_options: dict[str, Any] = dict((obj.get("spec") or {}).get("authOptions") or {})
         self._client = client
 
     def _port(self, key: str, default: int) -> int:
@@ -163,6 +223,30 @@ class KubeRayCluster:
                                  {"client": self._port("client", 10001),
                                   "dashboard": self._port("dashboard", 8265)},
                                  timeout_s=timeout_s, kubectl=kubectl)
+
+    @property
+    def auth_secret(self) -> str | None:
+        """The Secret holding the Ray token (key ``auth_token``), or None without token auth."""
+        if self.auth_options.get("mode") != "token":
+            return None
+        return str(self.auth_options.get("secretName") or self.name)
+
+    def auth_env(self) -> dict[str, str]:
+        """What a Ray client needs to join this cluster with token auth: set these environment
+        variables before ``ai.connect(cluster)`` (empty without token auth)."""
+        import base64
+
+        name = self.auth_secret
+        if name is None:
+            return {}
+        secret = self._client.get_companion("Secret", self.namespace, name)
+        data = (secret or {}).get("data") or {}
+        if security.TOKEN_KEY not in data:
+            raise errors.KubeRayError(
+                f"RayCluster {self.namespace}/{self.name} uses token auth but Secret {name!r} has "
+                f"no key {security.TOKEN_KEY!r}", kind="Secret", name=name)
+        token = base64.b64decode(data[security.TOKEN_KEY]).decode()
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
 
     def __repr__(self) -> str:
         return f"KubeRayCluster({self.namespace}/{self.name}, address={self.address!r})"
@@ -245,9 +329,12 @@ def up(spec: KubeRayClusterConfig | Mapping[str, Any], *, timeout_s: float = 900
 
     If it does not become ready (a fatal condition or ``timeout_s``), a cluster that this call
     created is deleted before the error is raised; an adopted one is left alone."""
+    spec = manifests.as_cluster_config(spec)
     manifest = manifests.raycluster_manifest(spec)
     kc = _client(client)
+    check_companions(kc, spec, spec.name)
     applied = apply(kc, manifest)
+    ensure_companions(kc, spec, applied.object)
     obj = _wait_or_release(kc, manifest, applied, timeout_s, delete_on_failure)
     return KubeRayCluster(obj, created=applied.created, client=kc)
 
@@ -299,24 +386,43 @@ def submit(train_job: Any, cluster_spec: KubeRayClusterConfig | Mapping[str, Any
            client: KubeRayClient | None = None, **rayjob_options: Any) -> KubeRayJob:
     """Submit ``train_job`` as a RayJob on a new cluster shaped like ``cluster_spec``.
 
-    ``rayjob_options`` go to :func:`rayjob_manifest` (runtime_env, active_deadline_s, ...)."""
-    manifest = manifests.rayjob_manifest(train_job, cluster_spec, **rayjob_options)
+    ``rayjob_options`` go to :func:`rayjob_manifest` (runtime_env, active_deadline_s, ...).
+
+    An existing RayJob of that name is adopted only if it is ours (owner label) and carries the
+    same payload hash (annotation ``ainative.io/payload-hash``, the hash of the manifest's spec):
+    a resubmission of the same job. Anything else raises KubeRayConflictError naming the fix."""
+    spec = manifests.as_cluster_config(cluster_spec)
+    manifest = manifests.rayjob_manifest(train_job, spec, **rayjob_options)
     kc = _client(client)
     meta = manifest["metadata"]
+    check_companions(kc, spec, meta["name"])
     try:
-        created = kc.create(manifest)
-        return KubeRayJob(meta["name"], meta["namespace"], kc, created=bool(created))
+        live = kc.create(manifest)
+        created = True
     except errors.KubeRayConflictError:
-        live = kc.get("RayJob", meta["namespace"], meta["name"])
-        if live is None:
+        existing = kc.get("RayJob", meta["namespace"], meta["name"])
+        if existing is None:
             raise
-        _check_owner(manifest, live)
-        if (live.get("spec") or {}).get("entrypoint") != manifest["spec"]["entrypoint"]:
-            raise errors.KubeRayConflictError(
-                f"RayJob {meta['namespace']}/{meta['name']} exists with a different entrypoint "
-                f"({live['spec'].get('entrypoint')!r}); delete it (`ainative down {meta['name']} "
-                "--kind RayJob`) or rename the job", kind="RayJob", name=meta["name"]) from None
-        return KubeRayJob(meta["name"], meta["namespace"], kc, created=False)
+        _check_owner(manifest, existing)
+        _check_payload(manifest, existing)
+        live, created = existing, False
+    ensure_companions(kc, spec, live)
+    return KubeRayJob(live["metadata"]["name"], meta["namespace"], kc, created=created)
+
+
+def _check_payload(desired: Mapping[str, Any], live: Mapping[str, Any]) -> None:
+    key = manifests.PAYLOAD_HASH
+    want = desired["metadata"]["annotations"][key]
+    have = ((live.get("metadata") or {}).get("annotations") or {}).get(key)
+    if have != want:
+        meta = desired["metadata"]
+        raise errors.KubeRayConflictError(
+            f"{desired['kind']} {meta['namespace']}/{meta['name']} exists with another payload "
+            f"(annotation {key}={have!r}, this submission is {want!r}): it is a different job, "
+            f"not a resubmission of this one. Delete it (`ainative down {meta['name']} --kind "
+            f"{desired['kind']} -n {meta['namespace']}`) or give this job another name",
+            kind=desired["kind"], name=meta["name"], reason="payload-hash", expected=want,
+            found=have)
 
 
 class KubeRayService:
@@ -342,9 +448,12 @@ def serve(endpoint: Any, cluster_spec: KubeRayClusterConfig | Mapping[str, Any],
           delete_on_failure: bool = True, client: KubeRayClient | None = None) -> KubeRayService:
     """Apply ``endpoint`` as a RayService (create or adopt) and wait until it is Ready with
     serve endpoints > 0 (on failure, a RayService this call created is deleted, as in ``up``)."""
-    manifest = manifests.rayservice_manifest(endpoint, cluster_spec, import_path=import_path)
+    spec = manifests.as_cluster_config(cluster_spec)
+    manifest = manifests.rayservice_manifest(endpoint, spec, import_path=import_path)
     kc = _client(client)
+    check_companions(kc, spec, manifest["metadata"]["name"])
     applied = apply(kc, manifest)
+    ensure_companions(kc, spec, applied.object)
     obj = _wait_or_release(kc, manifest, applied, timeout_s, delete_on_failure)
-    route = manifests.serve_config(endpoint, import_path)[1]["route_prefix"]
+    route = manifests.serve_application(endpoint, import_path)[1]["route_prefix"]
     return KubeRayService(obj, route, created=applied.created)

@@ -17,12 +17,13 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from typing import Any
 
 from ainative import errors
-from ainative.cluster.kuberay import config
+from ainative.cluster.kuberay import naming
 
 PLURALS = {"RayCluster": "rayclusters", "RayJob": "rayjobs", "RayService": "rayservices"}
 GROUP, VERSION = "ray.io", "v1"
@@ -151,12 +152,7 @@ def validate(manifest: Mapping[str, Any]) -> dict[str, Any]:
 def check_operator_rules(obj: Mapping[str, Any]) -> None:
     """Rules the KubeRay operator enforces that the CRD schema does not carry."""
     kind = obj["kind"]
-    meta = obj.get("metadata") or {}
-    name = meta.get("name")
-    try:
-        config.check_name("metadata", "name", name, kind)
-    except errors.ConfigError as exc:
-        raise _fail("metadata.name", str(exc), value=name) from None
+    _metadata_rules(obj.get("metadata") or {}, kind)
     spec = obj.get("spec") or {}
     if kind == "RayCluster":
         _cluster_rules(spec, "spec")
@@ -165,6 +161,47 @@ def check_operator_rules(obj: Mapping[str, Any]) -> None:
     else:
         _cluster_rules(spec.get("rayClusterConfig") or {}, "spec.rayClusterConfig")
         _serve_config_rules(spec.get("serveConfigV2"))
+
+
+def _metadata_rules(meta: Mapping[str, Any], kind: str) -> None:
+    """The API server's metadata rules (label syntax) and KubeRay's name rules. A manifest may
+    give ``generateName`` instead of ``name``: the server appends 5 characters."""
+    name, prefix = meta.get("name"), meta.get("generateName")
+    try:
+        if name or not prefix:
+            naming.check_name("metadata", "name", name, kind)
+        else:
+            naming.check_generate_name("metadata", "generateName", prefix, kind)
+    except errors.ConfigError as exc:
+        field = "metadata.name" if name or not prefix else "metadata.generateName"
+        raise _fail(field, str(exc), value=name or prefix) from None
+    for field in ("labels", "annotations"):
+        for key, value in (meta.get(field) or {}).items():
+            try:
+                naming.check_label_key("metadata", field, key)
+                if field == "labels":
+                    naming.check_label_value("metadata", f"labels[{key!r}]", value)
+            except errors.ConfigError as exc:
+                raise _fail(f"metadata.{field}", str(exc), value=key) from None
+
+
+def _auth_rules(spec: Mapping[str, Any], path: str) -> None:
+    """KubeRay's authOptions rules: token mode needs Ray >= 2.52 (K8s token auth >= 2.55, and
+    not together with secretName)."""
+    auth = spec.get("authOptions") or {}
+    if auth.get("mode") != "token":  # KubeRay: only an explicit "token" turns auth on
+        if auth.get("enableK8sTokenAuth"):
+            raise _fail(f"{path}.authOptions.enableK8sTokenAuth", "needs authOptions.mode 'token'")
+        return
+    version = spec.get("rayVersion") or ""
+    parts = tuple(int(p) for p in re.findall(r"\d+", version)[:3])
+    need = (2, 55, 0) if auth.get("enableK8sTokenAuth") else (2, 52, 0)
+    if not parts or parts < need:
+        raise _fail(f"{path}.rayVersion", f"authOptions.mode 'token' needs rayVersion >= "
+                    f"{'.'.join(map(str, need))}; got {version!r}")
+    if auth.get("enableK8sTokenAuth") and auth.get("secretName"):
+        raise _fail(f"{path}.authOptions.secretName",
+                    "cannot be set together with enableK8sTokenAuth")
 
 
 def _containers(template: Any, path: str) -> None:
@@ -189,6 +226,7 @@ def _cluster_rules(spec: Mapping[str, Any], path: str) -> None:
     head = spec.get("headGroupSpec")
     if not isinstance(head, Mapping):
         raise _fail(f"{path}.headGroupSpec", "required")
+    _auth_rules(spec, path)
     _group_rules(head, f"{path}.headGroupSpec", "head")
     seen: set[str] = set()
     for i, group in enumerate(spec.get("workerGroupSpecs") or []):
@@ -226,10 +264,20 @@ def _rayjob_rules(spec: Mapping[str, Any]) -> None:
         if spec.get(field, 0) < 0:
             raise _fail(f"spec.{field}", f"must be >= 0, got {spec[field]}")
     mode = spec.get("submissionMode", "K8sJobMode")
-    if mode in TERMINAL_MODES and not (spec.get("entrypoint") or "").strip():
-        raise _fail("spec.entrypoint", f"required in submissionMode {mode}")
-    if spec.get("submitterPodTemplate"):
-        _containers(spec["submitterPodTemplate"], "spec.submitterPodTemplate")
+    template = spec.get("submitterPodTemplate")
+    if template:
+        _containers(template, "spec.submitterPodTemplate")
+    if mode == "SidecarMode":
+        for field in ("clusterSelector", "submitterPodTemplate", "submitterConfig"):
+            if spec.get(field):
+                raise _fail(f"spec.{field}", "not supported in submissionMode SidecarMode")
+    # A submitter pod that brings its own command runs that command; KubeRay then never reads
+    # the entrypoint (it builds `ray job submit ... -- <entrypoint>` only for the default one).
+    own_command = mode == "K8sJobMode" and bool(
+        (((template or {}).get("spec") or {}).get("containers") or [{}])[0].get("command"))
+    if mode in TERMINAL_MODES and not own_command and not (spec.get("entrypoint") or "").strip():
+        raise _fail("spec.entrypoint", f"required in submissionMode {mode} (unless a "
+                    "submitterPodTemplate container brings its own command)")
 
 
 def _serve_config_rules(text: Any) -> None:

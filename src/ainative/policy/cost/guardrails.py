@@ -20,7 +20,7 @@ from typing import Any
 
 from ainative import config
 from ainative.policy import pricing
-from ainative.policy._spend import Charge, JobSpec, SpendBook
+from ainative.policy.cost.records import Charge, JobSpec, SpendBook
 
 __all__ = ["Charge", "Decision", "GuardrailConfig", "Guardrails", "JobSpec", "SpendBook"]
 
@@ -72,12 +72,13 @@ class GuardrailConfig:
     """Seconds a stopped job gets to checkpoint."""
 
     def __post_init__(self) -> None:
-        config.require_int("GuardrailConfig", "crash_loop_restarts", self.crash_loop_restarts, minimum=1)
-        config.require_positive("GuardrailConfig", "crash_loop_window_s", self.crash_loop_window_s)
+        config.require_int("GuardrailConfig", "crash_loop_restarts", self.crash_loop_restarts, minimum=1,
+                           maximum=1_000_000)
+        config.require_seconds("GuardrailConfig", "crash_loop_window_s", self.crash_loop_window_s)
         config.require_range("GuardrailConfig", "overrun_factor", self.overrun_factor, 1.0, 1e9)
         config.require_in("GuardrailConfig", "overrun_action", self.overrun_action, ("flag", "stop"))
-        config.require_positive("GuardrailConfig", "lookahead_s", self.lookahead_s, allow_zero=True)
-        config.require_positive("GuardrailConfig", "stop_grace_s", self.stop_grace_s, allow_zero=True)
+        config.require_seconds("GuardrailConfig", "lookahead_s", self.lookahead_s, allow_zero=True)
+        config.require_seconds("GuardrailConfig", "stop_grace_s", self.stop_grace_s, allow_zero=True)
 
 
 @dataclasses.dataclass(slots=True)
@@ -109,6 +110,21 @@ class Guardrails:
         self._running: dict[str, _Running] = {}
         self._rates: dict[str, tuple[float, float]] = {}
         self._warned: set[tuple[str, float]] = set()
+        self.stop_latency_s = 0.0
+        """Seconds from a budget stop decision to the job's end, as lately seen (``stopped``):
+        budget stops are decided this much earlier, so the spend a stopping job still makes
+        lands inside the budget. Stays 0 in a simulator, whose stops are immediate."""
+        self._latencies: list[float] = []
+
+    def stopped(self, latency_s: float) -> None:
+        """A job stopped for a budget ended ``latency_s`` after the decision (live only)."""
+        self._latencies = (self._latencies + [max(0.0, float(latency_s))])[-8:]
+        self.stop_latency_s = min(max(self._latencies), self.config.stop_grace_s)
+
+    @property
+    def ahead_s(self) -> float:
+        """How early a budget stop is decided: the poll interval plus the stop latency seen."""
+        return self.config.lookahead_s + self.stop_latency_s
 
     # -- admission ---------------------------------------------------------------------------
     def horizon_s(self, job: JobSpec) -> float:
@@ -139,7 +155,9 @@ class Guardrails:
     def admit(self, job: JobSpec, now_s: float) -> Decision:
         """Admit, or refuse when the job's reserved spend exceeds what a budget has left."""
         rate = self.prices.rate_usd_per_s(job.gpus, job.cpus)
-        horizon = self.horizon_s(job)
+        # at least what it spends before a stop can take effect: a job admitted with less left
+        # would be stopped at once and overrun the budget by its start and stop
+        horizon = max(self.horizon_s(job), self.ahead_s)
         want_usd, want_hours = rate * horizon, sum(job.gpus.values()) * horizon / 3600.0
         for scope, label, budget in self._budgets(job):
             spent_usd, spent_hours = self.book.spent(scope, budget.period_start(now_s))
@@ -153,6 +171,18 @@ class Guardrails:
                 if left <= 1e-9 or want > left + 1e-9:
                     return _refusal(job, label, budget, unit, cap, spent, held, want, horizon)
         return ADMIT
+
+    def never_admits(self, job: JobSpec, now_s: float) -> Decision | None:
+        """A refusal when the job's reservation alone exceeds a whole budget (its own or its
+        queue's): no wait can ever admit it, so the caller raises at once. None otherwise."""
+        horizon = self.horizon_s(job)
+        want_usd = self.prices.rate_usd_per_s(job.gpus, job.cpus) * horizon
+        want_hours = sum(job.gpus.values()) * horizon / 3600.0
+        for _scope, label, budget in self._budgets(job):
+            for unit, cap, want in (("usd", budget.usd, want_usd), ("gpu_hours", budget.gpu_hours, want_hours)):
+                if cap is not None and want > cap + 1e-9:
+                    return _whole_budget_refusal(job, label, budget, unit, cap, want, horizon)
+        return None
 
     # -- running -----------------------------------------------------------------------------
     def start(self, job: JobSpec, now_s: float, *, last_meter_s: float | None = None) -> None:
@@ -227,12 +257,15 @@ class Guardrails:
             period = budget.period_start(now_s)
             spent_usd, spent_hours = self.book.spent(scope, period)
             rate_usd, rate_hours = self._scope_rate(scope)
-            ahead = self.config.lookahead_s
+            ahead = self.ahead_s
             for unit, cap, spent, rate in (("usd", budget.usd, spent_usd, rate_usd),
                                            ("gpu_hours", budget.gpu_hours, spent_hours, rate_hours)):
                 if cap is None:
                     continue
-                facts = {"scope": scope, "unit": unit, "cap": cap, "spent": spent}
+                facts = {"scope": scope, "unit": unit, "cap": cap, "spent": spent,
+                         "action": budget.action,
+                         # seconds of spend left at the scope's rate: the most a stop may take
+                         "left_s": max(0.0, cap - spent) / rate if rate > 0 else 0.0}
                 if _due(cap - spent, rate, ahead):
                     out.append(Decision(
                         kind="stop", reason="budget", checkpoint=True, details=facts,
@@ -329,7 +362,7 @@ class Guardrails:
                                            ("gpu_hours", budget.gpu_hours, spent_hours, rate_hours)):
                 if cap is None or rate <= 0:
                     continue
-                times.append(now_s + max(0.0, (cap - spent) / rate - self.config.lookahead_s))
+                times.append(now_s + max(0.0, (cap - spent) / rate - self.ahead_s))
                 if (scope + unit, period) not in self._warned:
                     times.append(now_s + max(0.0, (budget.warn_at * cap - spent) / rate))
         future = [t for t in times if t > now_s + _TICK_S]
@@ -340,11 +373,29 @@ def _fmt(unit: str, value: float) -> str:
     return f"${value:,.2f}" if unit == "usd" else f"{value:,.2f} GPU-hours"
 
 
+def _basis(job: JobSpec, horizon: float) -> str:
+    return (f"max_runtime_s={horizon:g}" if job.max_runtime_s else
+            f"expected_duration_s={horizon:g}" if job.expected_duration_s else
+            f"{horizon:g} s, the least a stop takes to land" if horizon else "no runtime limit")
+
+
+def _whole_budget_refusal(job: JobSpec, label: str, budget: pricing.Budget, unit: str, cap: float,
+                          want: float, horizon: float) -> Decision:
+    gpus = ", ".join(f"{n:g} x {k}" for k, n in sorted(job.gpus.items())) or f"{job.cpus:g} CPUs"
+    period = f" per {budget.period}" if budget.period else ""
+    return Decision(
+        kind="refuse", reason="budget", checkpoint=False,
+        details={"scope": label, "unit": unit, "cap": cap, "reservation": want, "horizon_s": horizon,
+                 "whole_budget": True},
+        message=f"job {job.name!r} reserves {_fmt(unit, want)} ({gpus} for {_basis(job, horizon)}), "
+                f"more than the whole budget of {label}: {_fmt(unit, cap)}{period}; it can never be "
+                f"admitted. Lower max_runtime_s (or the job's size) or raise Budget({unit}=...)")
+
+
 def _refusal(job: JobSpec, label: str, budget: pricing.Budget, unit: str, cap: float, spent: float,
              held: float, want: float, horizon: float) -> Decision:
     left = max(0.0, cap - spent - held)
-    basis = (f"max_runtime_s={horizon:g}" if job.max_runtime_s else
-             f"expected_duration_s={horizon:g}" if horizon else "no runtime limit")
+    basis = _basis(job, horizon)
     gpus = ", ".join(f"{n:g} x {k}" for k, n in sorted(job.gpus.items())) or f"{job.cpus:g} CPUs"
     period = f" this {budget.period}" if budget.period else ""
     return Decision(

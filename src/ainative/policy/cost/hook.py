@@ -25,12 +25,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ainative import errors
-from ainative.policy import guardrails as g
+from ainative.policy.cost import guardrails as g
 from ainative.policy import pricing
-from ainative.policy.admission import Job
-from ainative.scheduling.protocol import StopRequest
+from ainative.policy.admission import Job, StopRequest
 
 Sink = Callable[[list[g.Charge]], None]
+MIN_STOP_S = 1.0
+"""The least grace a budget stop gives (a lease is polled about once a second)."""
 
 
 class GuardrailsHook:
@@ -41,6 +42,8 @@ class GuardrailsHook:
         self.on_charge = on_charge
         self.events: list[tuple[float, str, g.Decision]] = []
         self.refusals: dict[str, str] = {}
+        self._budget_stops: dict[str, float] = {}     # job -> when a budget stop was decided
+        self._at_min: set[str] = set()                # endpoint base leases kept by min_replicas
 
     @classmethod
     def from_queues(cls, queues: Sequence[Any], prices: pricing.PriceTable | None = None, *,
@@ -68,6 +71,13 @@ class GuardrailsHook:
         return cls(rails, on_charge=on_charge)
 
     # -- the Guardrails protocol ------------------------------------------------------------
+    def check_submit(self, job: Job, now: float) -> g.Decision | None:
+        """A refusal when ``job`` can never be admitted (its reservation exceeds a whole budget)."""
+        decision = self.rails.never_admits(spec_of(job), now)
+        if decision is not None:
+            self.events.append((now, job.job_id, decision))
+        return decision
+
     def check_admit(self, job: Job, now: float) -> str | None:
         decision = self.rails.admit(spec_of(job), now)
         if decision.kind != "refuse":
@@ -86,15 +96,35 @@ class GuardrailsHook:
                                                   restarts=_restarts(job, now))
             self._emit(charges)
             for d in decisions:
+                if d.kind == "stop" and d.reason == "budget" and _keeps_min(job, d):
+                    # Budget(action="min_replicas"): an endpoint's guaranteed replicas keep serving
+                    # (and are charged: they hold GPUs); its leases above min are stopped
+                    if job.job_id not in self._at_min:
+                        self._at_min.add(job.job_id)
+                        self.events.append((now, job.job_id, g.Decision(
+                            kind="flag", reason="budget", details=d.details,
+                            message=f"{d.message} (action min_replicas: held at min_replicas)")))
+                    continue
                 self.events.append((now, job.job_id, d))
                 if d.kind == "stop":
-                    stops.append((job.job_id, StopRequest(reason=d.reason, checkpoint=d.checkpoint,
-                                                          grace_s=self.rails.config.stop_grace_s,
-                                                          message=d.message)))
+                    stops.append((job.job_id, self._stop_request(job, d, now)))
         return stops
+
+    def _stop_request(self, job: Job, d: g.Decision, now: float) -> StopRequest:
+        grace = self.rails.config.stop_grace_s
+        if d.reason == "budget":
+            # the stop must land before the cap (plus one metering period): the checkpoint gets
+            # what is left of the budget at the current rate, at least a second to take the stop
+            self._budget_stops.setdefault(job.job_id, now)
+            grace = min(grace, max(MIN_STOP_S, float(d.details.get("left_s", grace))))
+        return StopRequest(reason=d.reason, checkpoint=d.checkpoint, grace_s=grace, message=d.message)
 
     def on_finish(self, job: Job, now: float, outcome: str) -> None:
         self._emit(self.rails.finish(job.job_id, now))
+        self._at_min.discard(job.job_id)
+        stopped_at = self._budget_stops.pop(job.job_id, None)
+        if stopped_at is not None:
+            self.rails.stopped(now - stopped_at)
 
     # -- extras ------------------------------------------------------------------------------
     def next_wakeup(self, running: Sequence[Job], now: float) -> float | None:
@@ -119,6 +149,12 @@ class GuardrailsHook:
     def _emit(self, charges: list[g.Charge]) -> None:
         if charges and self.on_charge is not None:
             self.on_charge(charges)
+
+
+def _keeps_min(job: Job, d: g.Decision) -> bool:
+    """An endpoint's base lease (its min_replicas, not preemptible) under a min_replicas budget."""
+    return (d.details.get("action") == "min_replicas" and job.metadata.get("kind") == "endpoint"
+            and not job.preemptible)
 
 
 def spec_of(job: Job) -> g.JobSpec:

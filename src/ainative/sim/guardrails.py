@@ -1,6 +1,6 @@
 """Replay a trace through the scheduling engine with and without cost guardrails and count spend
 and wasted GPU-hours. No Ray: the engine (``policy.engine``) and the guardrails
-(``policy.guard_hook``) are the very code the live scheduler runs; only time is simulated.
+(``policy.cost.hook``) are the very code the live scheduler runs; only time is simulated.
 
 ::
 
@@ -16,14 +16,14 @@ idle): the public traces count waste this way, so guardrails can only shorten it
 from __future__ import annotations
 
 import dataclasses
-import heapq
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ainative.policy import guardrails as g
+from ainative.policy.cost import guardrails as g
 from ainative.policy import pricing
 from ainative.policy.admission import Job
-from ainative.policy.guard_hook import GuardrailsHook
+from ainative.policy.cost.hook import GuardrailsHook
+from ainative.sim import loop
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,45 +96,48 @@ def simulate(jobs: Sequence[SimJob], nodes: Sequence[tuple[str, str, float]], qu
     engine = Engine(queues, GpuIndex(nodes), policy, hook)
     results = {j.job_id: JobResult(j.job_id, j.team, j.kind, j.gpus, j.submit_s) for j in jobs}
     by_id = {j.job_id: j for j in jobs}
-    events: list[tuple[float, int, int, str, float]] = [(j.submit_s, 1, k, j.job_id, 0.0)
-                                                        for k, j in enumerate(jobs)]
-    heapq.heapify(events)
-    seq, wakes = len(jobs), set()
-    while events:
-        now = events[0][0]
-        while events and events[0][0] == now:
-            _, kind, _, job_id, start = heapq.heappop(events)
-            if kind == 1:
-                engine.submit(_job(by_id[job_id], now), now)
-            elif kind == 0:
-                job = engine.running.get(job_id)
-                if job is not None and job.start_s == start:
-                    engine.finish(job_id, now, by_id[job_id].outcome)
-                    results[job_id].end_s, results[job_id].outcome = now, by_id[job_id].outcome
-            wakes.discard(now)
-        for _ in range(2):       # a second pass starts what the guardrails' stops freed
-            dec = engine.schedule(now)
-            for job in dec.started:
-                seq += 1
-                end = now + by_id[job.job_id].run_s
-                heapq.heappush(events, (end, 0, seq, job.job_id, job.start_s or now))
-                results[job.job_id].start_s = now
-            for job, stop in dec.stopped:
-                results[job.job_id].end_s = now
-                results[job.job_id].outcome = f"stopped: {stop.reason}"
-            if not dec.stopped:
-                break
-        if hook is not None:
-            wake = hook.next_wakeup(list(engine.running.values()), now)
-            if wake is not None and wake not in wakes:
-                wakes.add(wake)
-                seq += 1
-                heapq.heappush(events, (wake, 2, seq, "", 0.0))
+    replay = _CostReplay(engine, by_id, results, hook)
+    replay.submissions((j.submit_s, j.job_id) for j in jobs)
+    replay.run()
     spend: dict[str, float] = {}
     for r in results.values():
         price = prices.gpu_hour_price(by_id[r.job_id].gpu_type)
         spend[r.team] = spend.get(r.team, 0.0) + price * r.gpu_hours
     return SimResult(jobs=results, spend_usd=spend, events=hook.events if hook is not None else [])
+
+
+class _CostReplay(loop.Replay):
+    max_passes = 2           # a second pass starts what the guardrails' stops freed
+    incremental = False
+
+    def __init__(self, engine: Any, by_id: dict[str, SimJob], results: dict[str, JobResult],
+                 hook: GuardrailsHook | None) -> None:
+        super().__init__(engine)
+        self.by_id, self.results, self.hook = by_id, results, hook
+
+    def submit(self, job_id: str, now: float) -> bool:
+        self.engine.submit(_job(self.by_id[job_id], now), now)
+        return True
+
+    def run_time(self, job: Job) -> float:
+        return self.by_id[job.job_id].run_s
+
+    def outcome(self, job_id: str) -> str:
+        return self.by_id[job_id].outcome
+
+    def on_start(self, job: Job, now: float) -> None:
+        self.results[job.job_id].start_s = now
+
+    def on_end(self, job: Job, now: float) -> None:
+        self.results[job.job_id].end_s = now
+        self.results[job.job_id].outcome = self.by_id[job.job_id].outcome
+
+    def on_stop(self, job: Job, stop: Any, now: float) -> None:
+        self.results[job.job_id].end_s = now
+        self.results[job.job_id].outcome = f"stopped: {stop.reason}"
+
+    def on_instant(self, now: float, instants: int) -> float | None:
+        return None if self.hook is None else self.hook.next_wakeup(list(self.engine.running.values()), now)
 
 
 def _job(sim: SimJob, now: float) -> Job:

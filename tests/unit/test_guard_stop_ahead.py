@@ -1,0 +1,106 @@
+"""Live budget stops land inside the budget (within one metering period), and a queue budget with
+``action="min_replicas"`` keeps an endpoint's guaranteed replicas while it stops the rest.
+
+The scheduler's guardrails hook is stepped once a second (the live pass) with explicit times; a
+stopped job ends when its stop's grace runs out (the worst case: it never checkpoints sooner) or
+``latency_s`` after the decision, whichever is first."""
+
+from __future__ import annotations
+
+import pytest
+
+from ainative.policy import pricing
+from ainative.policy.admission import Job
+from ainative.policy.cost import guardrails as g
+from ainative.policy.cost.hook import GuardrailsHook
+
+PRICES = pricing.PriceTable({"H100": 3600.0}, cpu_core_hour_usd=0.0)     # 1 USD per GPU-second
+PERIOD_S = 1.0
+
+
+def hook(cap: float, action: str = "stop", lookahead_s: float = PERIOD_S,
+         sink: list[g.Charge] | None = None) -> GuardrailsHook:
+    rails = g.Guardrails(PRICES, queue_budgets={"q": pricing.Budget(usd=cap, action=action)},
+                         config=g.GuardrailConfig(lookahead_s=lookahead_s))
+    return GuardrailsHook(rails, on_charge=sink.extend if sink is not None else None)
+
+
+def job(job_id: str, gpus: float, start_s: float, **meta) -> Job:
+    j = Job(job_id, "q", gpus, "H100", metadata=dict(meta))
+    j.start_s, j.placed_type = start_s, "H100"
+    return j
+
+
+def run_until_stopped(h: GuardrailsHook, jobs: list[Job], t: float, latency_s: float) -> float:
+    """Tick every period until a budget stop; end every stopped job after its latency (at most
+    its grace). Returns the time the last one ended."""
+    ends: dict[str, float] = {}
+    while not ends:
+        for job_id, stop in h.on_tick(jobs, t):
+            assert stop.reason == "budget"
+            ends[job_id] = t + min(latency_s, stop.grace_s)
+        t += PERIOD_S
+    for j in jobs:
+        if j.job_id in ends:
+            h.on_finish(j, ends[j.job_id], "stopped: budget")
+    return max(ends.values())
+
+
+def spent(h: GuardrailsHook) -> float:
+    return h.rails.book.spent("queue:q", 0.0)[0]
+
+
+@pytest.mark.parametrize("latency_s", [0.5, 3.0, 20.0])
+def test_a_queue_budget_stop_overshoots_by_at_most_one_metering_period(latency_s):
+    h = hook(cap=100.0)
+    jobs = [job("a", 2.0, 0.0), job("b", 1.0, 0.0)]                 # 3 USD/s together
+    run_until_stopped(h, jobs, 0.0, latency_s)
+    assert spent(h) <= 100.0 + 3.0 * PERIOD_S + 1e-6, spent(h)
+
+
+def test_the_stop_latency_seen_moves_the_next_stop_earlier():
+    h = hook(cap=1000.0)
+    run_until_stopped(h, [job("a", 1.0, 0.0)], 0.0, latency_s=4.0)
+    assert 0.0 < h.rails.stop_latency_s <= 4.0     # what the stop took (at most its grace)
+    assert h.rails.ahead_s == pytest.approx(PERIOD_S + h.rails.stop_latency_s)
+    before = spent(h)
+    h.rails.queue_budgets["q"] = pricing.Budget(usd=before + 20.0)      # raised by 20 USD
+    t = 200.0
+    later = job("b", 1.0, t)
+    end = run_until_stopped(h, [later], t, latency_s=4.0)
+    assert spent(h) <= before + 20.0 + 1e-6 and end - t <= 20.0
+
+
+def test_admission_needs_room_for_a_stop_to_take_effect():
+    h = hook(cap=10.0, lookahead_s=PERIOD_S)
+    h.rails.stopped(3.0)                      # stops have been taking 3 s
+    h.rails.book.add(g.Charge(job="old", queue="q", team=None, accelerator="H100", start_s=0.0,
+                              end_s=6.5, gpu_seconds=6.5, cost_usd=6.5))
+    # 3.5 USD left, a 1-GPU job spends 4 USD before a stop decided now can take effect
+    assert h.check_admit(job("new", 1.0, 10.0), 10.0) is not None
+    assert h.check_admit(job("small", 0.5, 10.0), 10.0) is None
+
+
+def test_min_replicas_budget_keeps_the_endpoint_base_and_stops_its_extras():
+    charges: list[g.Charge] = []
+    h = hook(cap=50.0, action="min_replicas", sink=charges)
+    base = job("ep", 1.0, 0.0, kind="endpoint", endpoint="ep")
+    base.preemptible = False
+    extra = job("ep+1", 1.0, 0.0, kind="endpoint", endpoint="ep")
+    train = job("t", 1.0, 0.0, kind="train")
+    stopped: dict[str, float] = {}
+    t = 0.0
+    while t < 100.0:
+        running = [j for j in (base, extra, train) if j.job_id not in stopped]
+        for job_id, _stop in h.on_tick(running, t):
+            stopped[job_id] = t
+            h.on_finish(next(j for j in running if j.job_id == job_id), t + 1.0, "stopped: budget")
+        t += PERIOD_S
+    assert set(stopped) == {"ep+1", "t"}          # the base keeps serving at min_replicas
+    flags = [d for _, job_id, d in h.events if job_id == "ep" and d.kind == "flag"]
+    assert len(flags) == 1 and "min_replicas" in flags[0].message
+    # once the extras are gone only the base is charged: what min_replicas costs, nothing more
+    gone = max(stopped.values()) + 1.0
+    after = [c for c in charges if c.start_s >= gone]
+    assert after and {c.job for c in after} == {"ep"}
+    assert sum(c.gpu_seconds for c in after) == pytest.approx(t - PERIOD_S - gone, abs=1.0)
