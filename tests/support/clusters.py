@@ -135,13 +135,13 @@ def _retry_start(start: Any, attempts: int = 3) -> Any:
     saturated cores); a failed try's half-started processes are stopped first, as
     ``ainative.connect`` does for the embedded Ray."""
     for attempt in range(1, attempts + 1):
-        since = time.time()
+        before = local._children()
         try:
             return start()
         except Exception as exc:
             if "timed out during startup" not in str(exc) or attempt == attempts:
                 raise
-            local._stop_children_since(since)
+            local._stop_new_children(before)
     raise AssertionError("unreachable")
 
 

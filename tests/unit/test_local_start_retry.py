@@ -39,17 +39,21 @@ def test_a_start_timeout_is_retried_and_its_leftovers_stopped(monkeypatch):
     spawned[-1].wait()
 
 
-def test_only_ray_processes_are_stopped(monkeypatch):
-    import time
-
-    since = time.time()
+def test_only_new_ray_processes_are_stopped(monkeypatch):
+    ray_like = [sys.executable, "-c", "import time; time.sleep(120)",
+                "/venv/site-packages/ray/core/src/ray/raylet/raylet"]
+    older = subprocess.Popen(ray_like)                  # a Ray process started before the try
+    before = local._children()
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    new = subprocess.Popen(ray_like)
     try:
-        assert local._stop_children_since(since) == 0
-        assert other.poll() is None
+        assert local._stop_new_children(before) == 1
+        assert new.wait(timeout=10) is not None
+        assert older.poll() is None and other.poll() is None
     finally:
-        other.kill()
-        other.wait()
+        for proc in (older, other, new):
+            proc.kill()
+            proc.wait()
 
 
 def test_three_timeouts_raise_a_cluster_error_that_names_the_way_out(monkeypatch):

@@ -252,18 +252,16 @@ def _init_with_retries(kwargs: dict[str, Any]) -> Any:
     Ray's fixed 30 s (it happens on a saturated machine). Ray leaves the half-started GCS and
     raylet of a failed attempt running; they are our child processes, and are stopped before the
     next try so that they do not load the machine further."""
-    import time
-
     import ray
 
     for attempt in range(1, START_ATTEMPTS + 1):
-        started = time.time()
+        before = _children()
         try:
             return ray.init(**kwargs)
         except Exception as exc:  # Ray raises a bare Exception for this
             if "timed out during startup" not in str(exc):
                 raise
-            stopped = _stop_children_since(started)
+            stopped = _stop_new_children(before)
             if attempt == START_ATTEMPTS:
                 raise errors.ClusterError(
                     f"the embedded Ray did not start: its raylet did not register within Ray's "
@@ -276,13 +274,22 @@ def _init_with_retries(kwargs: dict[str, Any]) -> Any:
     raise AssertionError("unreachable")
 
 
-def _stop_children_since(since: float) -> int:
+def _children() -> set[tuple[int, float]]:
+    """(pid, start time) of this process's child processes now: what a later call must not stop.
+    (A child's start time, not the clock, tells them apart: psutil derives start times from a
+    boot time in whole seconds, so they can read up to a second early.)"""
+    import psutil
+
+    return {(p.pid, _created(p)) for p in psutil.Process().children(recursive=True)}
+
+
+def _stop_new_children(before: set[tuple[int, float]]) -> int:
     """Kill this process's Ray child processes (GCS, raylet, agents, workers: their command lines
-    name Ray's package) started at or after ``since``: what a failed ray.init left running."""
+    name Ray's package) that are not in ``before``: what a failed ray.init left running."""
     import psutil
 
     victims = [p for p in psutil.Process().children(recursive=True)
-               if _created(p) >= since - 0.5 and _is_ray(p)]
+               if (p.pid, _created(p)) not in before and _is_ray(p)]
     for proc in victims:
         try:
             proc.kill()
