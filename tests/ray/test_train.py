@@ -146,25 +146,28 @@ def test_frozen_rank_is_detected_within_deadline(ray_local, tmp_path, no_leaks):
 
 
 class _PreemptOnce:
-    """An admission whose lease asks the job to stop (preemption) once, at its ``polls``-th poll."""
+    """An admission whose lease asks the job to stop (preemption) once, at the first poll after
+    the job reported step ``after_step`` or later (polls while the gang starts report no step)."""
 
-    def __init__(self, polls):
-        self.polls, self.seen, self.outcomes, self.requests = polls, 0, [], []
+    def __init__(self, after_step):
+        self.after_step, self.fired, self.outcomes, self.requests = after_step, False, [], []
 
     def admit(self, request, timeout_s=None):
         self.requests.append(request)
         return self
 
     def poll(self, usage=None):
-        self.seen += 1
-        return protocol.StopRequest("preempted", grace_s=20) if self.seen == self.polls else None
+        if self.fired or usage is None or (usage.step or 0) < self.after_step:
+            return None
+        self.fired = True
+        return protocol.StopRequest("preempted", grace_s=20)
 
     def release(self, outcome):
         self.outcomes.append(outcome)
 
 
 def test_preempted_job_requeues_and_resumes_from_its_checkpoint(ray_local, tmp_path, no_leaks):
-    admission = _PreemptOnce(polls=2)
+    admission = _PreemptOnce(after_step=1)
     protocol.install(protocol.Layer("scheduler", protocol.SCHEDULER_RANK, lambda inner, queue: admission))
     try:
         config = {"steps": 200, "slow_s": 0.02}
@@ -199,9 +202,12 @@ def test_submit_handle_status_logs_and_stop(ray_local, tmp_path, no_leaks):
     handle = ai.TrainJob(chatty_fn, workers=2, name="handle", config={
         "steps": 2000, "slow_s": 0.01}, checkpoint=ai.CheckpointConfig(path=str(tmp_path))).submit()
     deadline = time.monotonic() + 60
-    while handle.status() != "running" and time.monotonic() < deadline:
+    # running and past its first step (a stop before train_fn begins ends the job at once,
+    # with nothing printed yet: see test_train_units)
+    while not (handle.status() == "running" and handle.progress()["step"] >= 1) \
+            and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert handle.status() == "running"
+    assert handle.status() == "running" and handle.progress()["step"] >= 1
     with pytest.raises(TimeoutError):
         handle.wait(timeout_s=0.5)
     assert not handle._controller.ray_metrics._broken  # Ray metrics record in the driver

@@ -163,7 +163,7 @@ class FakeGroup:
     def reusable(self):
         return self.can_reuse
 
-    def restart_in_place(self, keep, timeout_s, spec_for):
+    def restart_in_place(self, keep, timeout_s, spec_for, should_stop=None):
         FakeGroup.kept.append(set(keep))
         self.script = FakeGroup.scripts.pop(0)
 
@@ -315,26 +315,30 @@ def test_gloo_interface_is_the_one_holding_the_node_ip():
     assert _dist.interface_for("203.0.113.254") is None  # TEST-NET-3: on no interface here
 
 
+class _StopAtFirstPoll:
+    """A lease that asks for a preemption stop at its first poll (by default with a grace far
+    beyond any test)."""
+
+    def __init__(self, grace_s=1e6):
+        self.released: list[str] = []
+        self.stops = [protocol.StopRequest("preempted", grace_s=grace_s)]
+
+    def poll(self, usage=None):
+        return self.stops.pop(0) if self.stops else None
+
+    def release(self, outcome):
+        self.released.append(outcome)
+
+
 def test_controller_stopped_while_requeued_ends_instead_of_resuming(tmp_path, monkeypatch):
     """A user stop while a preempted job waits to be admitted again: admission withdraws the
     request (AdmissionError) and the job ends "stopped: <reason>", no new gang."""
     monkeypatch.setenv("AINATIVE_EVENTS_DIR", str(tmp_path / "ev"))
 
-    class PreemptedOnce:
-        def __init__(self):
-            self.released: list[str] = []
-            self.stops = [protocol.StopRequest("preempted", grace_s=5.0)]
-
-        def poll(self, usage=None):
-            return self.stops.pop(0) if self.stops else None
-
-        def release(self, outcome):
-            self.released.append(outcome)
-
     FakeGroup.started = []
     FakeGroup.scripts = [[[_answer("running"), _answer("running")],
                           [_answer("stopped"), _answer("stopped")]]]
-    lease = PreemptedOnce()
+    lease = _StopAtFirstPoll(grace_s=5.0)
     controller = _Controller(_spec(tmp_path), lease)
     controller.lease_poll_s = 0.0
 
@@ -348,3 +352,70 @@ def test_controller_stopped_while_requeued_ends_instead_of_resuming(tmp_path, mo
     assert lease.released == ["stopped: preempted"]
     kinds = [e["event"] for e in _events.read("fake")]
     assert "requeued" in kinds and "resumed" not in kinds and kinds[-1] == "finished"
+
+
+class _CountingGroup(FakeGroup):
+    polls = 0
+
+    def poll(self, timeout_s):
+        _CountingGroup.polls += 1
+        if _CountingGroup.polls > 200:      # the old behaviour waited for the grace: fail, not hang
+            raise AssertionError("still waiting for a gang in set-up to reach a checkpoint")
+        return super().poll(timeout_s)
+
+
+def test_preempting_a_gang_still_in_set_up_stops_it_at_once(tmp_path, monkeypatch):
+    """Nothing a checkpoint would save yet (every rank still starting): the stop does not wait
+    for a first checkpoint or the grace period; the gang is released."""
+    monkeypatch.setenv("AINATIVE_EVENTS_DIR", str(tmp_path / "ev"))
+    _CountingGroup.polls, _CountingGroup.started = 0, []
+    _CountingGroup.scripts = [[[_answer("starting"), _answer("starting")]]]
+    controller = _Controller(_spec(tmp_path), _StopAtFirstPoll())
+    controller.group_class, controller.lease_poll_s = _CountingGroup, 0.0
+    result = controller.run()
+    assert result.status == "stopped: preempted" and _CountingGroup.polls <= 3
+
+
+def test_preempting_a_gang_that_began_waits_for_its_checkpoint(tmp_path, monkeypatch):
+    """Once train_fn runs on a rank, a checkpoint stop waits for the ranks to stop at their next
+    checkpoint (the work since the last one is saved), not cut short."""
+    monkeypatch.setenv("AINATIVE_EVENTS_DIR", str(tmp_path / "ev"))
+    _CountingGroup.polls, _CountingGroup.started = 0, []
+    _CountingGroup.scripts = [[[_answer("starting"), _answer("running")]] * 5
+                              + [[_answer("running", [(5, {"loss": 1.0}, "ckpt-5", 0)]),
+                                  _answer("stopped")],
+                                 [_answer("stopped"), _answer("stopped")]]]
+    controller = _Controller(_spec(tmp_path), _StopAtFirstPoll())
+    controller.group_class, controller.lease_poll_s = _CountingGroup, 0.0
+    result = controller.run()
+    assert result.status == "stopped: preempted" and _CountingGroup.polls == 7
+    assert result.checkpoint == "ckpt-5"
+
+
+class _SlowStartGroup(FakeGroup):
+    """Workers that never finish starting: only ``should_stop`` can end the start."""
+
+    asked = 0
+
+    @classmethod
+    def start(cls, *, size, should_stop=None, **kwargs):
+        cls.started.append(size)
+        for _ in range(1000):
+            _SlowStartGroup.asked += 1
+            if should_stop():
+                raise _group.StartInterrupted()
+        raise AssertionError("the start was never interrupted")
+
+
+def test_a_stop_while_the_gang_starts_ends_the_start(tmp_path, monkeypatch):
+    """A preemption that arrives while the workers are still starting (process start and imports
+    take seconds on a busy node) ends the start at once; the job is stopped, nothing runs."""
+    monkeypatch.setenv("AINATIVE_EVENTS_DIR", str(tmp_path / "ev"))
+    _SlowStartGroup.started, _SlowStartGroup.asked = [], 0
+    controller = _Controller(_spec(tmp_path), _StopAtFirstPoll())
+    controller.group_class, controller.lease_poll_s = _SlowStartGroup, 0.0
+    result = controller.run()
+    assert result.status == "stopped: preempted" and _SlowStartGroup.started == [2]
+    assert _SlowStartGroup.asked == 1
+    kinds = [e["event"] for e in _events.read("fake")]
+    assert kinds == ["scheduling", "stopping", "finished"]

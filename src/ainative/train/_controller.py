@@ -118,6 +118,8 @@ class Controller:
         self.started = time.monotonic()
         self._external_stop: protocol.StopRequest | None = None
         self._keep: set[int] = set()
+        self._start_stop: protocol.StopRequest | None = None   # a stop seen while a gang started
+        self._start_polled = 0.0
         self.utilization: float | None = None     # mean over ranks of the workers' probe
         self.preemptions = 0
         self.ray_metrics = _metrics.JobMetrics(spec.name)
@@ -216,11 +218,16 @@ class Controller:
     # -- one attempt -----------------------------------------------------------------------------
     def _attempt(self, resize_to: int | None, kept: Any) -> tuple[Outcome, Any]:
         """Run one worker group; returns how it ended and the group when it may be reused."""
+        self._start_stop, self._start_polled = None, time.monotonic()
         try:
             reused = len(self._keep) if kept is not None else 0
             group = self._restart_in_place(kept) if kept is not None else None
             if group is None:
                 reused, group = 0, self._start_group(resize_to)
+        except _group.StartInterrupted:   # stopped while its workers started: nothing to save
+            assert self._start_stop is not None
+            self._transition(State.STOPPING, reason=self._start_stop.reason, step=self.step)
+            return Outcome("stopped", stop=self._start_stop), None
         except errors.AinativeError:
             raise
         except Exception as exc:  # a worker died while starting: a system failure like any other
@@ -241,6 +248,14 @@ class Controller:
                 group.shutdown()
             else:
                 self._keep = reuse
+
+    def _stop_while_starting(self) -> bool:
+        """Asked by the starting gang: a stop (preemption, budget, the user) arrived meanwhile."""
+        now = time.monotonic()
+        if self._start_stop is None and now - self._start_polled >= self.lease_poll_s:
+            self._start_polled = now
+            self._start_stop = self._stop_due(max(1, self.world_size))
+        return self._start_stop is not None
 
     def _survivors(self, group: Any) -> set[int] | None:
         """Ranks whose process is alive with its train thread ended (after a peer died), or None
@@ -263,7 +278,11 @@ class Controller:
         that fails, so that the caller starts from scratch."""
         keep, self._keep = self._keep, set()
         try:
-            group.restart_in_place(keep, self.spec.failure.start_timeout_s, self._spec_for())
+            group.restart_in_place(keep, self.spec.failure.start_timeout_s, self._spec_for(),
+                                   should_stop=self._stop_while_starting)
+        except _group.StartInterrupted:
+            group.shutdown()
+            raise
         except Exception as exc:
             logger.warning("in-place restart of %s failed (%s); starting a new gang",
                            self.spec.name, exc)
@@ -303,7 +322,7 @@ class Controller:
                 return self.group_class.start(
                     job_name=spec.name, resources=spec.resources, size=size,
                     strategy=spec.placement, timeout_s=left, spec_for=spec_for,
-                    reserve_timeout_s=probe)
+                    reserve_timeout_s=probe, should_stop=self._stop_while_starting)
             except (errors.InfeasibleError, errors.PlacementTimeoutError):
                 if size <= spec.min_workers or time.monotonic() >= deadline:
                     raise
@@ -325,10 +344,13 @@ class Controller:
         stopping: protocol.StopRequest | None = None
         stop_deadline, resize_to, last_lease = 0.0, None, 0.0
         silent_since: dict[int, float] = {}
+        begun = False   # some rank entered train_fn in this attempt (or reported): work to save
         while True:
             polls = group.poll(timeout_s=2.0)
             now = time.monotonic()
             answered = {r: p for r, p in enumerate(polls) if isinstance(p, dict)}
+            begun = begun or any(p["state"] not in ("starting", "idle") or p["reports"]
+                                 for p in answered.values())
             new_ckpt = self._absorb(answered)  # first: reports made before a death still count
             for rank, p in enumerate(polls):
                 if isinstance(p, BaseException):
@@ -340,7 +362,12 @@ class Controller:
             states = [answered[r]["state"] if r in answered else "?" for r in range(size)]
             if all(s == "finished" for s in states):
                 return Outcome("succeeded")
-            if stopping is not None and (states[0] == "stopped" or now > stop_deadline):
+            # A gang still in set-up (process start, imports, rendezvous) has nothing a checkpoint
+            # would save: stop it now rather than after its first checkpoint or the grace period
+            # (a preemptor waits for these GPUs; measured: victims caught in a slow start-up held
+            # them for the whole 30 s grace).
+            if stopping is not None and (states[0] == "stopped" or now > stop_deadline
+                                         or not begun):
                 if resize_to is not None:
                     return Outcome("resize", resize_to=resize_to)
                 return Outcome("stopped", stop=stopping)

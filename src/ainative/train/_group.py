@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,10 @@ from ainative.scheduling import placement
 from ainative.train import _dist, _worker
 
 logger = logging.getLogger(__name__)
+
+
+class StartInterrupted(Exception):
+    """``should_stop`` answered True while the gang's workers were still starting."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,6 +72,23 @@ def visible_devices(slots: list[RankSlot], gpu_ids: list[list[str]]) -> list[tup
     return out
 
 
+def _get(refs: list[Any], timeout_s: float, should_stop: Callable[[], bool] | None) -> list[Any]:
+    """``ray.get(refs, timeout=timeout_s)`` that asks ``should_stop`` every 0.5 s meanwhile."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while should_stop is not None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=min(0.5, left))
+        if len(ready) == len(refs):
+            break
+        if should_stop():
+            raise StartInterrupted()
+    return list(ray.get(refs, timeout=max(0.0, deadline - time.monotonic())))
+
+
 _REMOTE: list[Any] = []
 
 
@@ -94,24 +116,29 @@ class WorkerGroup:
     @classmethod
     def start(cls, *, job_name: str, resources: res.Resources, size: int, strategy: str,
               timeout_s: float, spec_for: Callable[[RankSlot], dict[str, Any]],
-              reserve_timeout_s: float | None = None) -> WorkerGroup:
+              reserve_timeout_s: float | None = None,
+              should_stop: Callable[[], bool] | None = None) -> WorkerGroup:
+        """Reserve the gang and start its workers; ``should_stop`` is asked about twice a second
+        while they start (process start and imports take seconds on a busy node) and ends the
+        start with StartInterrupted, everything released."""
         gang = placement.reserve([resources] * size, strategy,
                                  timeout_s=reserve_timeout_s or timeout_s,
                                  name=f"ainative-train-{job_name}-{uuid.uuid4().hex[:6]}")
         group = cls(gang, [], [])
         try:
-            group._launch(job_name, resources, timeout_s, spec_for)
+            group._launch(job_name, resources, timeout_s, spec_for, should_stop)
         except BaseException:
             group.shutdown()
             raise
         return group
 
     def _launch(self, job_name: str, resources: res.Resources, timeout_s: float,
-                spec_for: Callable[[RankSlot], dict[str, Any]]) -> None:
+                spec_for: Callable[[RankSlot], dict[str, Any]],
+                should_stop: Callable[[], bool] | None) -> None:
         self.job_name, self.cpus = job_name, float(resources.cpus)
         self.slots = assign_ranks(self.gang.bundle_nodes())
         self.actors = [self._new_actor(slot) for slot in self.slots]
-        self._rendezvous(timeout_s, spec_for)
+        self._rendezvous(timeout_s, spec_for, should_stop)
 
     def _new_actor(self, slot: RankSlot) -> Any:
         opts = self.gang.actor_options(slot.bundle)
@@ -119,7 +146,8 @@ class WorkerGroup:
             self.job_name, slot.rank, self.cpus)
 
     def restart_in_place(self, keep: set[int], timeout_s: float,
-                         spec_for: Callable[[RankSlot], dict[str, Any]]) -> None:
+                         spec_for: Callable[[RankSlot], dict[str, Any]],
+                         should_stop: Callable[[], bool] | None = None) -> None:
         """Restart every rank on the same gang: ranks in ``keep`` (alive, train thread ended) reuse
         their warm process (torch already imported); the others get a new actor in their bundle."""
         import ray
@@ -131,14 +159,15 @@ class WorkerGroup:
                 except Exception as exc:
                     logger.debug("kill of a train worker failed: %s", exc)
                 self.actors[slot.rank] = self._new_actor(slot)
-        self._rendezvous(timeout_s, spec_for)
+        self._rendezvous(timeout_s, spec_for, should_stop)
 
-    def _rendezvous(self, timeout_s: float, spec_for: Callable[[RankSlot], dict[str, Any]]) -> None:
+    def _rendezvous(self, timeout_s: float, spec_for: Callable[[RankSlot], dict[str, Any]],
+                    should_stop: Callable[[], bool] | None = None) -> None:
         import ray
 
-        self.infos = ray.get([a.info.remote(s.rank == 0) for a, s in zip(self.actors, self.slots,
-                                                                          strict=True)],
-                             timeout=timeout_s)
+        self.infos = _get([a.info.remote(s.rank == 0) for a, s in zip(self.actors, self.slots,
+                                                                       strict=True)],
+                          timeout_s, should_stop)
         ips = [i["ip"] for i in self.infos]
         master = _dist.choose_master(ips[0], ips)
         devices = visible_devices(self.slots, [i["gpu_ids"] for i in self.infos])
