@@ -101,3 +101,18 @@ def test_cost_guard_and_scheduler_hold_in_either_order(state, cost_first):
     with pytest.raises(errors.AdmissionTimeoutError, match="over quota"):   # the scheduler's quota
         protocol.admission_for("a").admit(request("two", "a", 1, max_runtime_s=60.0), timeout_s=1.5)
     lease.release("succeeded")
+
+
+def test_a_lease_outliving_its_scheduler_fails_at_once(state):
+    # After scheduling.shutdown() the lease's scheduler is gone for good (no name, no restart):
+    # releasing must say so at once, not retry it as a restart for the call's 30 s deadline
+    # (an endpoint's delete() after shutdown() took 40 s that way).
+    import ray
+
+    scheduling.configure([ai.Queue("a", quota={"H100": 2})], policy=NO_WINDOWS, fresh=True)
+    lease = protocol.admission_for("a").admit(request("orphan", "a", gpus=1), timeout_s=30)
+    scheduling.shutdown()
+    started = time.monotonic()
+    with pytest.raises(ray.exceptions.RayActorError):
+        lease.release("succeeded")
+    assert time.monotonic() - started < 10, "retried a scheduler that was shut down"
