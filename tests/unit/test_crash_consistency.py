@@ -149,7 +149,7 @@ def test_meter_close_survives_kill9_at_random_points(tmp_path, runs):
     landed: dict[str, int] = defaultdict(int)
     for run in range(runs):
         path = str(tmp_path / f"ledger-{run}.sqlite")
-        done = _CTX.Value("i", 0)
+        done = _CTX.RawValue("i", 0)  # no lock: a child killed while holding one would hang us
         _kill_at_random(_meter_child, (path,), done, rng, rounds=rng.choice((0, 1, 2, 2, 3)),
                         max_delay_s=0.02)
         landed[_check_ledger_after_kill(path)] += 1
@@ -223,7 +223,7 @@ def test_checkpoint_save_survives_kill9_at_random_points(tmp_path, runs):
     for run in range(runs):
         root = str(tmp_path / f"run-{run}")
         os.makedirs(root)
-        done = _CTX.Value("i", 0)
+        done = _CTX.RawValue("i", 0)  # no lock: a child killed while holding one would hang us
         _kill_at_random(_ckpt_child, (root,), done, rng, rounds=rng.randint(0, 3),
                         max_delay_s=0.03)
         _check_checkpoints_after_kill(root, done.value)
