@@ -272,11 +272,16 @@ def test_scale_to_zero_and_cold_start_is_measured(serve_cluster):
         wait_for(lambda: h.metrics().replicas_running == 0
                  and not [n for n in _runtime.replica_actor_names("napper") if "model" in n],
                  30, "scale to zero")
-        t0 = time.monotonic()
+        t0, w0 = time.monotonic(), time.time()
         assert requests.post(h.url, json=4, timeout=30).json() == {"result": 8}
-        cold = time.monotonic() - t0
+        cold, cold_wall = time.monotonic() - t0, time.time() - w0
         wait_for(lambda: h.metrics().cold_starts_s, 5, "the cold start to be reported")
         reported = h.metrics().cold_starts_s[-1]
-        assert 0 < reported <= cold + 0.1
+        # The product times it across processes with the wall clock (ingress arrival to the
+        # replica's answer). Under a CPU hog it once reported 7.18 s against 6.76 s on the
+        # client's monotonic clock, which only a wall-clock adjustment during the request can
+        # explain (the request started after t0 and ended before the client's read); so the
+        # bound also takes the client's wall-clock time.
+        assert 0 < reported <= max(cold, cold_wall) + 0.1, (reported, cold, cold_wall)
     finally:
         h.delete()

@@ -119,6 +119,20 @@ def test_unknown_queue_is_a_config_error_before_anything_is_reserved(cluster):
     assert clusters.leaks(before=before, wait_s=2)["placement_groups"] == []
 
 
+def test_endpoint_not_admitted_starts_no_serve(cluster):
+    from ray.serve.context import _get_global_client
+
+    serve.shutdown()            # whatever ran before: this test needs Serve down
+    _runtime.forget_other_clusters()
+    with scheduling.reserve([ONE], queue="c", timeout_s=30):              # queue c is full
+        with pytest.raises(errors.AdmissionError):
+            endpoint("ep-wait", "c").deploy(timeout_s=2)
+        assert _get_global_client(raise_if_no_controller_running=False) is None, \
+            "Serve was started for an endpoint that was never admitted"
+        assert used("c") == 1
+    assert used("c") == 0
+
+
 def test_endpoint_admitted_for_min_replicas_and_trainjob_waits(cluster, tmp_path):
     handle = endpoint("ep-min", "b", lo=2, hi=2).deploy(timeout_s=60)
     try:

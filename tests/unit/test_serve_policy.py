@@ -164,3 +164,16 @@ def test_serve_policy_adapter_reads_the_context():
     # Replicas that have not reported (0.0) do not dilute the signal.
     sig = _autoscale.signals_from_context(_ctx(2, 2, 0, {"r1": 0.0}), 0.0)
     assert sig.latency_ms is None
+
+
+def test_a_wish_above_the_admitted_cap_is_held_for_the_downscale_delay():
+    """Capped at 1 admitted replica, a decision that flaps 2, 1, 2, 1 asks admission for 2 the
+    whole time (each flap would admit an extra, preempting someone, then release it); once the
+    held wish is older than downscale_delay_s it lapses. Wishes within the cap pass unchanged."""
+    hold = _autoscale.WishHold(hold_s=10.0)
+    assert [hold.update(t, d, cap=1) for t, d in [(0.0, 2), (0.5, 1), (1.0, 2), (1.5, 1)]] == [2] * 4
+    assert hold.update(11.0, 1, cap=1) == 2         # the wish of t=1.0 is 10 s old: still held
+    assert hold.update(11.1, 1, cap=1) == 1         # lapsed
+    fresh = _autoscale.WishHold(hold_s=10.0)
+    assert [fresh.update(t, d, cap=3) for t, d in [(0.0, 3), (0.5, 1)]] == [3, 1]   # no cap in the way
+    assert fresh.update(1.0, 2, cap=None) == 2      # no cap known yet: nothing held

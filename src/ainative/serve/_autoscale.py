@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections import deque
 from typing import Any
 
 from ainative.policy import autoscaling as policy
@@ -36,6 +37,7 @@ class EndpointPolicy:
         self.state = policy.State()
         self.last_busy = time.monotonic()
         self.last_decision: policy.Decision | None = None
+        self.wish = WishHold(self.config.downscale_delay_s)
 
     def __call__(self, ctx: Any) -> tuple[int, dict[str, Any]]:
         now = time.monotonic()
@@ -47,7 +49,7 @@ class EndpointPolicy:
         self.state = decision.state
         replicas, reason = decision.replicas, decision.reason
         if self._board_name is not None:
-            cap = self._exchange(replicas, signals.running)
+            cap = self._exchange(self.wish.update(now, replicas, self.cap), signals.running)
             if cap is not None and replicas > cap:
                 replicas, reason = cap, f"capped at {cap} admitted replica(s) ({reason})"
         if replicas != signals.target:
@@ -73,6 +75,26 @@ class EndpointPolicy:
             logger.debug("ainative capacity board %s: %s", self._board_name, exc)
             self._board, self._reply = None, None
         return self.cap
+
+
+class WishHold:
+    """The replicas asked of admission: the decision, but a wish above the admitted cap is held
+    for ``downscale_delay_s``. Serve's target is the capped count, so the policy's own downscale
+    delay never applies to the part above the cap; without this the wish flapped (2, 1, 2 within
+    a second as arrival estimates moved) and each flap admitted an extra replica, preempting a
+    training job, only to release it a tick later. Wishes at or below the cap pass unchanged:
+    the policy already delays those."""
+
+    def __init__(self, hold_s: float) -> None:
+        self.hold_s = hold_s
+        self._above: deque[tuple[float, int]] = deque()
+
+    def update(self, now: float, decision: int, cap: int | None) -> int:
+        if cap is not None and decision > cap:
+            self._above.append((now, decision))
+        while self._above and now - self._above[0][0] > self.hold_s:
+            self._above.popleft()
+        return max([decision, *(w for _, w in self._above)])
 
 
 def signals_from_context(ctx: Any, idle_s: float) -> policy.Signals:

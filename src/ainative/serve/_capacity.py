@@ -243,6 +243,9 @@ class CapacityController:
             if wanted:
                 self._add_extra(lease)
                 self.why, self._last_refusal = "", ""
+            seen = dict(self._seen)
+        events.emit(self.name, "scale_up_admitted" if wanted else "scale_up_unneeded",
+                    replicas=self.cap, want=seen.get("want"), running=seen.get("running"))
         if not wanted:
             self._release(lease, "succeeded")
 
@@ -345,6 +348,8 @@ class CapacityController:
         for extra in go:
             self._release(extra.lease, "succeeded" if extra.stop is None else
                           f"stopped: {extra.stop.reason}")
+            events.emit(self.name, "extra_released", replicas=self.cap, want=want, running=running,
+                        reason="unneeded" if extra.stop is None else extra.stop.reason)
 
     def _scale_up(self, seen: dict[str, Any]) -> None:
         want = min(int(seen.get("want", 0)), self.max_replicas)

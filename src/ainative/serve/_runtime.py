@@ -115,7 +115,13 @@ def start_store(endpoint: str, latency_slo_ms: float | None = None) -> Any:
 
 
 def app_exists(name: str) -> bool:
+    """Whether Serve runs an application ``name``; False (without starting Serve) when no Serve
+    controller runs on this cluster."""
+    from ray.serve.context import _get_global_client
+
     forget_other_clusters()
+    if _get_global_client(raise_if_no_controller_running=False) is None:
+        return False
     return name in serve.status().applications
 
 

@@ -132,25 +132,28 @@ class Endpoint:
         cluster_local.connect()
         _check_feasible(self)
         placement.check_queue("Endpoint", self.queue)
-        port = _runtime.ensure_serve()
-        if _runtime.app_exists(self.name):
-            raise errors.ServeError(
-                f"an endpoint named {self.name!r} is already deployed; call its handle's "
-                "update() or delete() first, or choose another name", endpoint=self.name)
+        self._refuse_existing()
+        # the lease before Serve: an endpoint that is not admitted starts nothing (Serve's
+        # controller and proxy take seconds of CPU that queued work would wait behind)
         admission = protocol.admission_for(self.queue)
         controller = None
         if not isinstance(admission, protocol.ImmediateAdmission):
             controller = _capacity.CapacityController(self, admission, on_stop=_stopper(self.name))
+        started = False
         try:
             capacity = None
             if controller is not None:
                 controller.admit_initial(timeout_s)
                 capacity = (_capacity.board_name(self.name), controller.cap)
+            port = _runtime.ensure_serve()
+            self._refuse_existing()     # deployed by another driver while this one was admitted
+            started = True
             store = _runtime.start_store(self.name, self.autoscaling.latency_slo_ms)
             _runtime.run(self, self.model, capacity)
             _runtime.wait_running(self.name, store, timeout_s)
         except BaseException:
-            _runtime.teardown(self.name)
+            if started:
+                _runtime.teardown(self.name)
             if controller is not None:
                 controller.close("failed")
             raise
@@ -158,6 +161,14 @@ class Endpoint:
             _CONTROLLERS[self.name] = controller
             controller.start()
         return EndpointHandle(self, f"http://127.0.0.1:{port}{self.route}")
+
+    def _refuse_existing(self) -> None:
+        from ainative.serve import _runtime
+
+        if _runtime.app_exists(self.name):
+            raise errors.ServeError(
+                f"an endpoint named {self.name!r} is already deployed; call its handle's "
+                "update() or delete() first, or choose another name", endpoint=self.name)
 
 
 class EndpointHandle:
