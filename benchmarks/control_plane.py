@@ -267,6 +267,26 @@ def _committed(d: Path, job: str) -> int:
     return 0
 
 
+def by_phase(results: list[tuple[float, int, float]], bursts: list[tuple[float, float]]
+             ) -> dict[str, dict[str, Any]]:
+    """Requests sent in a burst (or the 10 s after one) against the rest: count, share within the
+    SLO, p50 and p99 of the answered ones; so a miss says whether the base load or the bursts made it."""
+    def phase(at: float) -> str:
+        if any(lo <= at < hi for lo, hi in bursts):
+            return "burst"
+        return "after_burst" if any(hi <= at < hi + 10.0 for _, hi in bursts) else "base"
+    out: dict[str, dict[str, Any]] = {}
+    for name in ("base", "burst", "after_burst"):
+        rows = [(code, ms) for at, code, ms in results if phase(at) == name]
+        ok = sorted(ms for code, ms in rows if code == 200)
+        out[name] = {"requests": len(rows),
+                     "within_slo_pct": (100.0 * sum(1 for c, ms in rows if c == 200 and ms <= SLO_MS)
+                                        / len(rows)) if rows else None,
+                     "p50_ms": ok[len(ok) // 2] if ok else None,
+                     "p99_ms": ok[int(0.99 * (len(ok) - 1))] if ok else None}
+    return out
+
+
 def jain(xs: list[float]) -> float | None:
     return (sum(xs) ** 2) / (len(xs) * sum(x * x for x in xs)) if xs and any(xs) else None
 
@@ -358,6 +378,7 @@ class Day:
         fair = jain([team_gpu_s[t] / QUOTA[t] for t in QUOTA])
         return {
             "system": self.label, "wall_s": wall, "serve_window_s": serve_done,
+            "by_phase": by_phase(results, self.p["bursts"]),
             "loadavg_1min_before": load_before, "loadavg_1min_after": os.getloadavg()[0],
             "requests": len(results), "ok": len(ok), "failed": len(results) - len(ok),
             "slo_attainment_pct": 100.0 * within / len(results) if results else None,
@@ -384,15 +405,18 @@ class Day:
     def shutdown(self) -> None:
         with contextlib.suppress(Exception):
             serve.shutdown()
+        # The cluster first: a peer thread still inside Ray when the driver disconnects makes
+        # Ray's core worker end this process at once, and a cluster stopped after that point was
+        # never stopped (its raylets and agents ran on, loading the next runs: load 15 measured).
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.shutdown()
         with contextlib.suppress(Exception):
             ray.shutdown()
         with contextlib.suppress(Exception):
             from ainative.cluster import local
 
             local._CURRENT = None
-        if self.cluster is not None:
-            with contextlib.suppress(Exception):
-                self.cluster.shutdown()
 
     # subclasses
     def deploy_endpoint(self) -> str: raise NotImplementedError
@@ -528,7 +552,10 @@ class PlainRay(Day):
 
 
 # ---- main ----------------------------------------------------------------------------------------
-def run_system(cls: type[Day], p: dict[str, Any], budget: dict[str, float]) -> dict[str, Any]:
+def run_system(cls: type[Day], p: dict[str, Any], budget: dict[str, float], out: Path) -> dict[str, Any]:
+    """One system's day; the row is written to ``out`` before Ray shuts down (a peer thread still
+    inside Ray at shutdown, e.g. a TorchTrainer.fit past the day's deadline, makes Ray's core
+    worker end the process: "The core worker has already been shutdown ... will exit")."""
     root = Path(tempfile.mkdtemp(prefix=f"cp-bench-{cls.__name__.lower()}-"))
     day = cls(p, budget, root)
     # Each run's own event logs: job names (a0, c1, ...) repeat from run to run, and the shared
@@ -537,12 +564,17 @@ def run_system(cls: type[Day], p: dict[str, Any], budget: dict[str, float]) -> d
     saved_events = os.environ.get("AINATIVE_EVENTS_DIR")
     os.environ["AINATIVE_EVENTS_DIR"] = str(root / "events")
     try:
-        day.start_cluster()
-        row = day.run_day()
-    except Exception as exc:
-        row = {"system": cls.label, "error": f"{type(exc).__name__}: {str(exc)[:500]}"}
+        try:
+            day.start_cluster()
+            row = day.run_day()
+        except Exception as exc:
+            row = {"system": cls.label, "error": f"{type(exc).__name__}: {str(exc)[:500]}"}
+        out.write_text(json.dumps(row, default=str))
     finally:
         day.shutdown()
+        keep = os.environ.get("CP_BENCH_KEEP_EVENTS")   # for a post-mortem of one run's timeline
+        if keep:
+            shutil.copytree(root / "events", Path(keep) / cls.__name__.lower(), dirs_exist_ok=True)
         shutil.rmtree(root, ignore_errors=True)
         if saved_events is None:
             os.environ.pop("AINATIVE_EVENTS_DIR", None)
@@ -580,12 +612,17 @@ def main() -> None:
     parser.add_argument("--system", choices=("ours", "plain"), help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    try:    # the peer's parts: a missing one would record every peer job as an error, not a run
+        import pandas  # noqa: F401
+        import ray.train.torch  # noqa: F401
+    except ImportError as exc:
+        sys.exit(f"the plain-Ray peer needs Ray Train and Ray Data ({exc}); run "
+                 "`make .venv/.installed-bench` (pip install -e '.[bench]') first")
     day_s = args.day_s or (60.0 if args.quick else 150.0)
     p = plan(day_s)
     budget = budgets(p)
     if args.system:      # one system's day, in its own process (no stale threads or Ray state)
-        row = run_system(Ours if args.system == "ours" else PlainRay, p, budget)
-        Path(args.out).write_text(json.dumps(row, default=str))
+        run_system(Ours if args.system == "ours" else PlainRay, p, budget, Path(args.out))
         return
     load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
