@@ -57,10 +57,14 @@ def test_priority_preemption_under_quota_pressure_then_admission_timeout(state):
     stop = wait_for(lambda: low.poll(protocol.Usage(bundles_in_use=2)), 30, "the preemption")
     assert stop.reason == "preempted" and "high" in stop.message
     assert "lease" not in got                    # the victim still holds its GPUs until it releases
+    # While the victim holds them the high job waits, so it reports why; waiting on that report
+    # (not assuming it came already) matters: a busy run saw the admit thread's first poll come
+    # only after the release below, admitted at once with nothing to report.
+    wait_for(lambda: pending, 30, "the high job to say why it waits")
     low.release("stopped: preempted")
     thread.join(30)
     assert "lease" in got and scheduling.status()["preemptions"] == 1
-    assert pending and "over quota" in pending[0] and "short by 1" in pending[0], pending
+    assert "over quota" in pending[0] and "short by 1" in pending[0], pending
     # A third job of the same priority must wait on the quota: it times out with the reason.
     started = time.monotonic()
     with pytest.raises(errors.AdmissionTimeoutError, match="over quota") as info:
