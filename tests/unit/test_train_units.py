@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -229,6 +230,55 @@ def test_controller_restarts_in_place_reusing_survivors(tmp_path, monkeypatch):
     assert FakeGroup.started == [2] and FakeGroup.kept == [{0}]  # one gang, rank 0 reused
     running = [e for e in _events.read("fake") if e["event"] == "running"]
     assert [e["reused_workers"] for e in running] == [0, 1]
+
+
+class _NodeDiesWhileAwaited(FakeGroup):
+    """Rank 1's node is partitioned: its poll fails, rank 0 stays stuck "running" in a collective
+    (no reset reaches it), and Ray declares the node dead after the first survivors' poll."""
+
+    def __init__(self, size, script):
+        super().__init__(size, script)
+        self.survivor_polls = 0
+
+    def restart_in_place(self, keep, timeout_s, spec_for, should_stop=None):
+        super().restart_in_place(keep, timeout_s, spec_for, should_stop)
+        self.poll = super().poll                   # (the old behaviour) plays the next script
+
+    def poll(self, timeout_s):
+        if self.script and isinstance(self.script[0][1], RuntimeError):
+            return self.script.pop(0)              # the supervising poll that sees rank 1 fail
+        self.survivor_polls += 1
+        return [_answer("running"), None]          # rank 1 unreachable: no answer in time
+
+    def reusable(self):
+        return self.survivor_polls == 0            # dead after the first poll of the survivors
+
+
+def test_a_node_declared_dead_while_survivors_are_awaited_reserves_a_new_gang_at_once(tmp_path, monkeypatch):
+    """The old wait ran its full 2 s for a survivor stuck in a collective with a partitioned
+    peer, then restarted in place on the damaged gang; now the node's death ends the wait."""
+    monkeypatch.setenv("AINATIVE_EVENTS_DIR", str(tmp_path / "ev"))
+    FakeGroup.started, FakeGroup.kept = [], []
+    groups: list[FakeGroup] = []
+
+    class Recording(_NodeDiesWhileAwaited):
+        @classmethod
+        def start(cls, *, size, **kwargs):
+            FakeGroup.started.append(size)
+            group = (cls if not groups else FakeGroup)(size, FakeGroup.scripts.pop(0))
+            groups.append(group)
+            return group
+
+    FakeGroup.scripts = [[[_answer("running"), RuntimeError("unavailable")]],
+                         [[_answer("finished"), _answer("finished")]]]
+    controller = _Controller(_spec(tmp_path), protocol.ImmediateAdmission().admit(None))
+    controller.group_class = Recording
+    started = time.monotonic()
+    result = controller.run()
+    assert result.status == "succeeded" and result.restarts == 1
+    assert FakeGroup.started == [2, 2] and FakeGroup.kept == []     # a new gang, no in-place restart
+    assert groups[0].shut and groups[0].survivor_polls == 1
+    assert time.monotonic() - started < 1.5
 
 
 def test_controller_gives_up_after_max_restarts(tmp_path, monkeypatch):
