@@ -45,8 +45,8 @@ def test_partitioned_node_is_declared_dead_and_a_replacement_rejoins(netns_clust
     cluster.partition(victim)
     detect_s = cluster.wait_dead(ids[0], timeout_s=30)
     print(f"\n[faults] partition -> node declared dead: {detect_s:.2f} s "
-          f"(health check every 500 ms, 1 s timeout, 3 misses)")
-    assert detect_s < 20, detect_s  # sanity only: ~1.5 s expected with the fast health check
+          f"(netns.FAST_FAILURE_CONFIG: {netns.FAST_FAILURE_CONFIG})")
+    assert detect_s < 20, detect_s  # sanity only: ~2.5 s expected with the suite's health check
     assert any(x["NodeID"] == ids[1] and x["Alive"] for x in netns.NetnsCluster.ray_nodes())
     _wait("the dead node's GPU gone from the totals", lambda: _gpus_alive() == 1.0)
     summary = cluster_summary()
