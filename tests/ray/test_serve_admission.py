@@ -215,12 +215,14 @@ def test_endpoint_and_gang_charges_match_held_time_times_price(cluster):
 
     handle = endpoint("ep-meter", "b", resources=HALF, lo=1, hi=3).deploy(timeout_s=60)
     controller = ep_mod._CONTROLLERS[handle.name]
+    reserve_called = time.time()
     gang = scheduling.reserve([ONE], queue="a", timeout_s=30)
     try:
         with load(handle, threads=3):
             wait_for(lambda: handle.capacity()["admitted"] >= 2, 30, "a scale-up")
             time.sleep(6.0)   # hold the leases a while: the tolerance is 1% of the held time
     finally:
+        release_called = time.time()
         gang.release()
         handle.delete()
     records = controller.state()["leases"]
@@ -229,12 +231,20 @@ def test_endpoint_and_gang_charges_match_held_time_times_price(cluster):
     charges = [c for c in ledger_mod.Ledger(cluster["ledger"]).charges() if c.gpu_seconds > 0]
     held = sum(sum(r["gpus"].values()) * (r["released_s"] - r["admitted_s"]) for r in records)
     mine = [c for c in charges if c.job in names]
-    assert held > 5 and sum(c.gpu_seconds for c in mine) == pytest.approx(held, rel=0.01)
-    assert sum(c.cost_usd for c in mine) == pytest.approx(held * 0.001, rel=0.01)
+    # The ledger charges from the scheduler's admission to its receipt of the release; the
+    # records' times are taken on this side, after the admit and release calls return, and under
+    # a CPU hog such a call took ~0.1 s (a gang charged 6.957 GPU-s against 7.054 s measured here:
+    # 1.4%). So each lease may differ by its calls' latency (0.25 s allowed), never by a whole
+    # lease (a missing or doubled charge is seconds).
+    slack = 0.25 * len(records)
+    assert held > 5 and sum(c.gpu_seconds for c in mine) == pytest.approx(held, rel=0.01, abs=slack)
+    assert sum(c.cost_usd for c in mine) == pytest.approx(held * 0.001, rel=0.01, abs=slack * 0.001)
     assert {c.accelerator for c in mine} == {"H100"}
-    gang_held = gang.released_s - gang.admitted_s
+    # The gang's charged interval lies between what was certainly held (from reserve() returning
+    # to release() being called) and what may have been (from reserve() called to release() done).
     gang_charged = sum(c.gpu_seconds for c in charges if c.job == gang.lease.job_id)
-    assert gang_held > 5 and gang_charged == pytest.approx(gang_held, rel=0.01)
+    surely, at_most = release_called - gang.admitted_s, gang.released_s - reserve_called
+    assert surely > 5 and surely * 0.99 <= gang_charged <= at_most * 1.01, (surely, gang_charged, at_most)
 
 
 def test_budget_min_replicas_scales_to_min_and_refuses_more(cluster):
