@@ -233,51 +233,48 @@ def test_controller_restarts_in_place_reusing_survivors(tmp_path, monkeypatch):
 
 
 class _NodeDiesWhileAwaited(FakeGroup):
-    """Rank 1's node is partitioned: its poll fails, rank 0 stays stuck "running" in a collective
-    (no reset reaches it), and Ray declares the node dead after the first survivors' poll."""
+    """Plays its script until a rank fails; then rank 1's node is partitioned: rank 0 stays stuck
+    "running" in a collective (no reset reaches it), rank 1 does not answer, and Ray declares
+    the node dead after the first poll of the survivors."""
+
+    made: list[FakeGroup] = []
 
     def __init__(self, size, script):
         super().__init__(size, script)
-        self.survivor_polls = 0
-
-    def restart_in_place(self, keep, timeout_s, spec_for, should_stop=None):
-        super().restart_in_place(keep, timeout_s, spec_for, should_stop)
-        self.poll = super().poll                   # (the old behaviour) plays the next script
+        self.failed, self.survivor_polls = False, 0
+        _NodeDiesWhileAwaited.made.append(self)
 
     def poll(self, timeout_s):
-        if self.script and isinstance(self.script[0][1], RuntimeError):
-            return self.script.pop(0)              # the supervising poll that sees rank 1 fail
+        if not self.failed:
+            answers = super().poll(timeout_s)
+            self.failed = any(isinstance(a, Exception) for a in answers)
+            return answers
         self.survivor_polls += 1
-        return [_answer("running"), None]          # rank 1 unreachable: no answer in time
+        return [_answer("running"), None]
 
     def reusable(self):
-        return self.survivor_polls == 0            # dead after the first poll of the survivors
+        return self.survivor_polls == 0
+
+    def restart_in_place(self, keep, timeout_s, spec_for, should_stop=None):
+        super().restart_in_place(keep, timeout_s, spec_for, should_stop)   # (the old behaviour)
+        self.failed = False
 
 
 def test_a_node_declared_dead_while_survivors_are_awaited_reserves_a_new_gang_at_once(tmp_path, monkeypatch):
     """The old wait ran its full 2 s for a survivor stuck in a collective with a partitioned
     peer, then restarted in place on the damaged gang; now the node's death ends the wait."""
     monkeypatch.setenv("AINATIVE_EVENTS_DIR", str(tmp_path / "ev"))
-    FakeGroup.started, FakeGroup.kept = [], []
-    groups: list[FakeGroup] = []
-
-    class Recording(_NodeDiesWhileAwaited):
-        @classmethod
-        def start(cls, *, size, **kwargs):
-            FakeGroup.started.append(size)
-            group = (cls if not groups else FakeGroup)(size, FakeGroup.scripts.pop(0))
-            groups.append(group)
-            return group
-
+    FakeGroup.started, FakeGroup.kept, _NodeDiesWhileAwaited.made = [], [], []
     FakeGroup.scripts = [[[_answer("running"), RuntimeError("unavailable")]],
                          [[_answer("finished"), _answer("finished")]]]
     controller = _Controller(_spec(tmp_path), protocol.ImmediateAdmission().admit(None))
-    controller.group_class = Recording
+    controller.group_class = _NodeDiesWhileAwaited
     started = time.monotonic()
     result = controller.run()
     assert result.status == "succeeded" and result.restarts == 1
     assert FakeGroup.started == [2, 2] and FakeGroup.kept == []     # a new gang, no in-place restart
-    assert groups[0].shut and groups[0].survivor_polls == 1
+    first = _NodeDiesWhileAwaited.made[0]
+    assert first.shut and first.survivor_polls == 1
     assert time.monotonic() - started < 1.5
 
 

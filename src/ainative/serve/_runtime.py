@@ -55,12 +55,19 @@ def forget_other_clusters() -> None:
         _CLIENT_CLUSTER[:] = [here]
 
 
+def _running_client() -> Any:
+    """This cluster's Serve client, or None when no Serve controller runs (starts nothing)."""
+    from ray.serve.context import _get_global_client
+
+    forget_other_clusters()
+    return _get_global_client(raise_if_no_controller_running=False)
+
+
 def ensure_serve() -> int:
     """Start Serve (HTTP on 127.0.0.1, a free port) unless it runs already; return its port."""
     from ray.serve.context import _get_global_client
 
-    forget_other_clusters()
-    client = _get_global_client(raise_if_no_controller_running=False)
+    client = _running_client()
     if client is None:
         try:
             serve.start(http_options={"host": "127.0.0.1", "port": _free_port()},
@@ -117,12 +124,7 @@ def start_store(endpoint: str, latency_slo_ms: float | None = None) -> Any:
 def app_exists(name: str) -> bool:
     """Whether Serve runs an application ``name``; False (without starting Serve) when no Serve
     controller runs on this cluster."""
-    from ray.serve.context import _get_global_client
-
-    forget_other_clusters()
-    if _get_global_client(raise_if_no_controller_running=False) is None:
-        return False
-    return name in serve.status().applications
+    return _running_client() is not None and name in serve.status().applications
 
 
 def serve_autoscaling(config: Any, capacity: tuple[str, int] | None = None) -> dict[str, Any]:
