@@ -24,7 +24,7 @@ def test_defaults_follow_the_public_trace():
     d = sorted(r.duration_s for r in rows)
     assert 250 < d[len(d) // 2] < 1200 and d[-1] <= 7 * 86400
     assert all(b.submit_time_s >= a.submit_time_s for a, b in zip(rows, rows[1:]))
-    assert {r.gpu_type for r in rows if r.gpu_type} <= {m for m, _, _ in trace.NODE_KINDS}
+    assert {r.gpu_type for r in rows if r.gpu_type} <= {k[0] for k in trace.NODE_KINDS}
 
 
 def test_knobs():
@@ -61,5 +61,6 @@ def test_production_cluster_has_the_twelve_node_kinds():
     spec = cluster_file.parse(doc)
     kinds = {(g["gpu_type"], g["gpus_per_node"]) for g in doc["node_groups"]}
     assert len(kinds) == 12 and {per for _, per in kinds} == {1, 2, 4, 8}
+    assert {g["cpus"] for g in doc["node_groups"] if g["gpu_type"] == "P100" and g["gpus_per_node"] == 2} == {16, 64}
     assert abs(sum(spec.capacity().values()) - 6212) / 6212 < 0.03
     assert statistics.mean(g["gpus_per_node"] for g in doc["node_groups"]) > 1

@@ -23,6 +23,7 @@ nodes, so for it the node's capacity stands in for ``d``.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -212,3 +213,119 @@ class GpuLedger:
                 for g in take:
                     self.gpus[node][g] = min(1.0, self.gpus[node][g] + per)
                 return
+
+
+# ---- GPUs and CPUs: FGD's measure over several resources ----------------------------------------
+# A node here is (GPU model, its GPUs' free fractions, free CPU cores). A task that cannot run on
+# the node for lack of CPU (or for the wrong GPU model) cannot use any of its free GPU: all of it
+# is that task's fragment, as in the paper's simulator (its quadrants "lack CPU", "lack both",
+# "no access"); a node whose CPUs are taken strands its GPUs for every task that needs CPUs.
+Node = tuple[str, tuple[float, ...], float]
+
+
+class Demand(tuple[float, float, frozenset[str]]):
+    """One task's request: GPUs (part of one GPU below 1, whole GPUs above), CPU cores, and the
+    GPU models it accepts (empty: any). A plain tuple, hashable and cheap to compare."""
+
+    __slots__ = ()
+
+    def __new__(cls, gpus: float, cpus: float = 0.0, models: Iterable[str] = ()) -> Demand:
+        return super().__new__(cls, (float(gpus), float(cpus), frozenset(models)))
+
+    def __getnewargs__(self) -> tuple[float, float, frozenset[str]]:   # type: ignore[override]
+        return (self[0], self[1], self[2])
+
+    @property
+    def gpus(self) -> float:
+        return self[0]
+
+    @property
+    def cpus(self) -> float:
+        return self[1]
+
+    @property
+    def models(self) -> frozenset[str]:
+        return self[2]
+
+
+class TaskMix:
+    """FGD's target workload over GPUs and CPUs: the popular task classes and their shares. Tasks
+    asking no GPU are left out, as in the paper's simulator (for them every free GPU is fragment,
+    the same share of every node's free GPU whatever the placement, so they cannot rank nodes)."""
+
+    def __init__(self, demands: Iterable[Demand], top: int = 64) -> None:
+        counts: dict[Demand, int] = {}
+        for d in demands:
+            if d.gpus > _EPS:
+                counts[d] = counts.get(d, 0) + 1
+        kept = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1]))[:top]
+        total = sum(c for _, c in kept) or 1
+        self.classes: tuple[tuple[Demand, float], ...] = tuple((d, c / total) for d, c in kept)
+        self.cpu_levels = sorted({d.cpus for d, _ in self.classes})
+        self._memo: dict[tuple[str, tuple[float, ...], int], float] = {}
+
+    def node_fragmentation(self, node: Node) -> float:
+        """F_n(M): the mix-weighted free GPU of ``node`` its tasks could not use."""
+        model, gpus, cpus = node
+        level = bisect.bisect_right(self.cpu_levels, cpus + _EPS)   # what the CPUs decide
+        key = (model, gpus, level)
+        got = self._memo.get(key)
+        if got is None:
+            if len(self._memo) > 200_000:
+                self._memo.clear()
+            got = self._memo[key] = sum(p * fragment_of(node, d) for d, p in self.classes)
+        return got
+
+
+def fragment_of(node: Node, d: Demand) -> float:
+    """The free GPU on ``node`` that task ``d`` cannot use (GPU, CPU and model constraints)."""
+    model, gpus, cpus = node
+    if d.gpus <= _EPS or cpus + _EPS < d.cpus or (d.models and model not in d.models):
+        return sum(gpus)
+    return fragment(gpus, d.gpus)
+
+
+def options_of(node: Node, d: Demand) -> list[tuple[int, ...]]:
+    """Ways to place ``d`` on ``node`` (GPU indices; ``()`` for a CPU-only task); [] if it does not fit."""
+    model, gpus, cpus = node
+    if cpus + _EPS < d.cpus or (d.models and model not in d.models):
+        return []
+    return [()] if d.gpus <= _EPS else options(gpus, d.gpus)
+
+
+def after_of(node: Node, d: Demand, take: tuple[int, ...]) -> Node:
+    """The node once ``d`` holds GPUs ``take`` (free fractions rounded to 1e-6, largest first)."""
+    model, gpus, cpus = node
+    left = after(gpus, d.gpus, take) if take else gpus
+    return (model, tuple(sorted((round(f, 6) for f in left), reverse=True)), round(cpus - d.cpus, 6))
+
+
+def score_of(placement: str, node: Node, d: Demand, take: tuple[int, ...], mix: TaskMix | None,
+             scale: tuple[float, float]) -> tuple[float, float]:
+    """Lower is better. ``best-fit`` is the paper's: the node left with the least resources, CPU
+    and GPU weighted 0.5 each, each over ``scale`` (the largest node's CPU cores and GPUs);
+    ``worst-fit`` the most; ``packed`` the GPU-only heuristic; ``fgd`` the growth of the node's
+    fragmentation against ``mix`` (ties: best fit)."""
+    model, gpus, cpus = node
+    left = after(gpus, d.gpus, take) if take else list(gpus)
+    gpu_left = min((left[g] for g in take), default=0.0)
+    fit = 0.5 * (cpus - d.cpus) / scale[0] + 0.5 * sum(left) / scale[1]
+    if placement == "best-fit":
+        return (fit, gpu_left)
+    if placement == "worst-fit":
+        return (-fit, -gpu_left)
+    if placement == "packed":
+        return score("packed", gpus, d.gpus, take)
+    mix = mix if mix is not None else TaskMix([d])
+    return (mix.node_fragmentation(after_of(node, d, take)) - mix.node_fragmentation(node), fit)
+
+
+def best_of(placement: str, node: Node, d: Demand, mix: TaskMix | None,
+            scale: tuple[float, float]) -> tuple[tuple[float, float], tuple[int, ...]] | None:
+    """The best way (its score, the GPU indices) to place ``d`` on ``node``, or None."""
+    out: tuple[tuple[float, float], tuple[int, ...]] | None = None
+    for take in options_of(node, d):
+        s = score_of(placement, node, d, take, mix, scale)
+        if out is None or s < out[0]:
+            out = (s, take)
+    return out

@@ -17,6 +17,9 @@ class ClusterSpec:
 
     nodes: tuple[tuple[str, str, float], ...]
     queues: tuple[Queue, ...]
+    cpus: tuple[float, ...] = ()
+    """CPU cores of each node, in ``nodes``' order (0: not modelled). Only the FGD measurement
+    counts them; the policy simulation places GPUs."""
 
     def capacity(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -35,6 +38,7 @@ def parse(doc: Any, path: str = "<cluster>") -> ClusterSpec:
                                "[{count: 4, gpus_per_node: 8, gpu_type: H100}]", file=path,
                                field="node_groups")
     nodes: list[tuple[str, str, float]] = []
+    cpus: list[float] = []
     for k, g in enumerate(doc["node_groups"]):
         where = f"node_groups[{k}]"
         if not isinstance(g, dict):
@@ -50,8 +54,12 @@ def parse(doc: Any, path: str = "<cluster>") -> ClusterSpec:
         gpu_type = g.get("gpu_type")
         if not isinstance(gpu_type, str) or not gpu_type.strip():
             raise _err(path, f"{where}.gpu_type", gpu_type, "must name the accelerator type, e.g. H100")
+        cores = g.get("cpus", 0)
+        if isinstance(cores, bool) or not isinstance(cores, (int, float)) or not 0 <= cores <= 100_000:
+            raise _err(path, f"{where}.cpus", cores, "must be a number of CPU cores in [0, 100000]")
         for n in range(count):
             nodes.append((f"{gpu_type.upper()}-{k}-{n}", gpu_type.upper(), float(per)))
+            cpus.append(float(cores))
     queues = []
     for k, q in enumerate(doc.get("queues") or []):
         if not isinstance(q, dict) or "name" not in q:
@@ -62,7 +70,7 @@ def parse(doc: Any, path: str = "<cluster>") -> ClusterSpec:
             raise _err(path, f"queues[{k}]", q, f"unknown field ({exc})") from None
         except errors.ConfigError as exc:
             raise errors.SpecError(f"{path}: queues[{k}]: {exc}", file=path, field=f"queues[{k}]") from exc
-    return ClusterSpec(tuple(nodes), tuple(queues))
+    return ClusterSpec(tuple(nodes), tuple(queues), tuple(cpus))
 
 
 def load(path: str | Path) -> ClusterSpec:

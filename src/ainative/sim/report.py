@@ -71,6 +71,7 @@ class Recorder:
         self.jct: dict[str, list[float]] = {}
         self.wait: dict[str, list[float]] = {}
         self.wait_ratio: list[float] = []
+        self.wait_share: list[float] = []
         self.gpu_s: dict[str, float] = {}
         self.preemptions = self.stops = 0
         self.rejections: list[str] = []
@@ -130,6 +131,7 @@ class Recorder:
         self.jct.setdefault(job.queue, []).append(jct)
         self.wait.setdefault(job.queue, []).append(max(0.0, jct - d0))
         self.wait_ratio.append(max(0.0, jct - d0) / max(d0, 600.0))
+        self.wait_share.append(max(0.0, jct - d0) / jct if jct > 0 else 0.0)
         self.gpu_s[job.queue] = self.gpu_s.get(job.queue, 0.0) + job.gpus * d0
         self.last_end = max(self.last_end, now)
 
@@ -176,6 +178,7 @@ class Recorder:
                  "gpu_utilization_contended": self.busy_contended_s / contended if contended else 0.0,
                  "completed_jobs": len(jct), "max_wait_over_duration": max(self.wait_ratio, default=0.0),
                  "p99_wait_over_duration": _pct(self.wait_ratio, 99), "decisions": len(lat),
+                 "avg_wait_share": sum(self.wait_share) / len(self.wait_share) if self.wait_share else 0.0,
                  "rejected": self.rejections[:20]}
         return Report(self.engine.cfg.policy, figures, teams, extra)
 
