@@ -254,3 +254,21 @@ def test_live_mode_guardrail_stop_keeps_its_reason():
     assert index.free_gpus() == 6                   # freed only when the lease is released
     eng.finish("a1", 25, "stopped: budget")
     assert index.free_gpus() == 8
+
+
+def test_any_type_job_leaves_a_type_to_the_jobs_waiting_for_it():
+    # 8 H100 + 4 A100. 2 H100 run; an 8-GPU H100 gang waits for them. A 1-GPU job that takes any
+    # type: H100 has more free (6 vs 4), but all of it is wanted by the waiting gang, so it goes
+    # on A100. Without the waiting gang it takes the type with the most free GPUs.
+    for waiting, want in ((True, "A100"), (False, "H100")):
+        eng = make([Queue("a", quota={"H100": 16, "A100": 4})], nodes=((8, "H100"), (4, "A100")))
+        sub(eng, "run", "a", 2, 0)
+        if waiting:
+            sub(eng, "gang", "a", 8, 1)
+            assert eng.typed_waiting == {"H100": 8.0} and not eng.jobs["gang"].running
+        sub(eng, "any", "a", 1, 2, dur=10, gpu_type=None)
+        assert eng.jobs["any"].running
+        assert eng.placer.free_total[want] == (3.0 if want == "A100" else 5.0), waiting
+        if waiting:
+            eng.cancel("gang")
+            assert eng.typed_waiting == {"H100": 0.0}

@@ -77,6 +77,8 @@ class Engine:
         self._cand_cache: dict[str, tuple[int, float, list[Job]]] = {}
         self._start_count = 0
         self.reservations: dict[str, tuple[float, frozenset[Any], str]] = {}
+        self.typed_waiting: dict[str, float] = {}
+        """GPUs asked by pending jobs bound to one type, by type."""
         self.claims: dict[str, tuple[str, frozenset[Any]]] = {}   # job -> (type, nodes) while victims stop
         self._claim_freed: dict[str, float] = {}                  # job -> when its last victim ended
         self.latencies_s: list[float] = []
@@ -138,6 +140,8 @@ class Engine:
 
     def _enqueue(self, job: Job) -> None:
         job.start_s = None
+        if job.gpu_type:
+            self.typed_waiting[job.gpu_type] = self.typed_waiting.get(job.gpu_type, 0.0) + job.gpus
         self._qver[job.queue] += 1
         bisect.insort(self.pending[job.queue], (-job.priority, job.submit_s, job.seq, job.job_id))
         bisect.insort(self.by_age[job.queue], (job.submit_s, job.seq, job.job_id))
@@ -145,6 +149,8 @@ class Engine:
 
     def _dequeue(self, job: Job) -> None:
         self._qver[job.queue] += 1
+        if job.gpu_type:
+            self.typed_waiting[job.gpu_type] = self.typed_waiting.get(job.gpu_type, 0.0) - job.gpus
         for lst, key in ((self.pending[job.queue], (-job.priority, job.submit_s, job.seq, job.job_id)),
                          (self.by_age[job.queue], (job.submit_s, job.seq, job.job_id)),
                          (self.fifo, (job.submit_s, job.seq, job.job_id))):
@@ -303,7 +309,13 @@ class Engine:
         if ctx is not None and ctx.any_types is not None:
             return ctx.any_types     # free GPUs per type have not changed since it was sorted
         free = self.placer.free_total
-        order = sorted(self.placer.gpu_types(), key=lambda t: -free[t])
+        if self.cfg.policy == "ainative":
+            # what jobs bound to a type wait for is not free for a job that takes any type: it
+            # goes where most is free beyond that, and leaves scarce types to the jobs that need them
+            typed = self.typed_waiting
+            order = sorted(self.placer.gpu_types(), key=lambda t: -(free[t] - max(0.0, typed.get(t, 0.0))))
+        else:
+            order = sorted(self.placer.gpu_types(), key=lambda t: -free[t])
         if ctx is not None:
             ctx.any_types = order
         return order
