@@ -272,3 +272,23 @@ def test_any_type_job_leaves_a_type_to_the_jobs_waiting_for_it():
         if waiting:
             eng.cancel("gang")
             assert eng.typed_waiting == {"H100": 0.0}
+
+
+def test_a_bursts_next_gangs_hold_reservations_of_their_own():
+    # Three 8-GPU nodes, each running a 7-GPU job (ends at 100, 200, 300). Two 8-GPU gangs wait:
+    # the first is promised n0 at t=100, the second n1 at t=200 (the ends off n0). A 1-GPU job
+    # running to t=260 would delay both, so it goes on n2. When the first gang starts on n0, the
+    # estimate remembered for 8-GPU gangs (n0 at 100) is void: the second is promised n1.
+    eng = make([Queue("a", quota={"H100": 64})], nodes=((8, "H100"),) * 3)
+    for k, dur in enumerate((100, 200, 300)):
+        sub(eng, f"r{k}", "a", 7, 0, dur=dur)
+    assert [eng.jobs[f"r{k}"].placement[0][0] for k in range(3)] == [0, 1, 2]
+    sub(eng, "g1", "a", 8, 1, dur=1000)
+    sub(eng, "g2", "a", 8, 2, dur=1000)
+    assert eng.reservations["H100"] == (100, frozenset({0}), "g1")
+    assert eng.more_reservations["H100"] == [(200, frozenset({1}), "g2")]
+    sub(eng, "b", "a", 1, 10, dur=250)
+    assert eng.jobs["b"].running and eng.jobs["b"].placement[0][0] == 2
+    eng.finish("r0", 100)
+    eng.schedule(100)
+    assert eng.jobs["g1"].running and eng.reservations["H100"] == (200, frozenset({1}), "g2")

@@ -39,6 +39,7 @@ from ainative.policy.queues import Queue, validate_queues
 _EPS = 1e-9
 _SEARCHES_PER_PASS = 2     # preemption searches per pass (each walks running jobs)
 _SHADOW_REUSE_S = 300.0    # a backfill reservation's estimate is reused for this long
+_MORE_RESERVATIONS = 3     # blocked gangs per GPU type that hold a reservation beside the first
 _CLAIM_SETTLE_S = 30.0     # a claim outlives its victims' leases this long: what they held is freed
                            # a little later (placement group removal, a Serve replica draining)
 
@@ -77,6 +78,9 @@ class Engine:
         self._cand_cache: dict[str, tuple[int, float, list[Job]]] = {}
         self._start_count = 0
         self.reservations: dict[str, tuple[float, frozenset[Any], str]] = {}
+        self.more_reservations: dict[str, list[tuple[float, frozenset[Any], str]]] = {}
+        """Reservations of the next blocked gangs of a type, on nodes the first one does not hold:
+        with one, a burst's second gang began to drain its nodes only once the first had started."""
         self.typed_waiting: dict[str, float] = {}
         """GPUs asked by pending jobs bound to one type, by type."""
         self.claims: dict[str, tuple[str, frozenset[Any]]] = {}   # job -> (type, nodes) while victims stop
@@ -91,6 +95,7 @@ class Engine:
         self._searches_left = 0
         self._quota_cap: dict[tuple[str, ...], float] = {}
         self._shadow_memo: dict[tuple[str, float], tuple[float | None, Any, float]] = {}
+        self._shadow_more: dict[tuple[str, float, frozenset[Any]], tuple[float | None, Any, float]] = {}
         self._lend_cache: dict[tuple[str, str], float] = {}
         self._lend_at = -1
 
@@ -248,6 +253,7 @@ class Engine:
             self.reservations = {t: r for t, r in self.reservations.items()
                                  if r[2] in self.jobs and not self.jobs[r[2]].running
                                  and now - self.jobs[r[2]].submit_s >= self.cfg.starve_s}
+            self.more_reservations = {}
             for job in self._starving(now):   # starving jobs first, oldest first, whatever the share
                 if ctx.attempts >= scan_total:
                     return
@@ -365,6 +371,8 @@ class Engine:
         for t in blocked:
             if t not in self.reservations:
                 self._reserve(job, t, now)
+            elif gpus > 1.0 + _EPS and self.reservations[t][2] != job.job_id:
+                self._reserve_more(job, t, now)
             if self._may_search(job.queue, t, False, now) and preemption.preempt_for(self, job, t, now, dec):
                 ctx.fail_place.pop(t, None)
                 ctx.any_types = None
@@ -457,6 +465,12 @@ class Engine:
 
     def _start(self, job: Job, t: str, placement: Any, now: float, dec: Decisions) -> None:
         self.placer.take(placement)
+        if self._shadow_memo:
+            # a remembered reservation estimate on nodes this job now holds is void: reused, it
+            # sent the next gang of the burst to wait for the nodes its predecessor had just taken
+            taken = {p[0] for p in placement}
+            for key in [k for k, m in self._shadow_memo.items() if k[0] == t and m[1] and not taken.isdisjoint(m[1])]:
+                del self._shadow_memo[key]
         self._dequeue(job)
         self.drop_claim(job)
         job.start_s, job.placed_type, job.placement, job.reason = now, t, placement, ""
@@ -475,6 +489,9 @@ class Engine:
             bisect.insort(self._ends.setdefault(t, []), (end, job.seq, job.job_id, now))
         if t in self.reservations and self.reservations[t][2] == job.job_id:
             del self.reservations[t]
+        more = self.more_reservations.get(t)
+        if more:
+            more[:] = [r for r in more if r[2] != job.job_id]
         dec.started.append(job)
 
     def started_before(self, queue: str, t: str, limit: float, below: int | None = None) -> Iterator[Job]:
@@ -556,14 +573,43 @@ class Engine:
         if got is not None:
             self.reservations[t] = (got[0], got[1], job.job_id)
 
+    def _reserve_more(self, job: Job, t: str, now: float) -> None:
+        """A reservation for a further blocked gang of type ``t``, on nodes no reservation of the
+        type holds: the shadow walks only the ends of jobs off those nodes, and an answer that
+        still names one of them (nodes free now, for a gang wider than a node) is dropped."""
+        more = self.more_reservations.setdefault(t, [])
+        if len(more) >= _MORE_RESERVATIONS or any(r[2] == job.job_id for r in more):
+            return
+        held = self.reservations[t][1].union(*(r[1] for r in more))
+        key = (t, job.gpus, held)
+        memo = self._shadow_more.get(key)
+        got: tuple[float, Any] | None
+        if memo is not None and (memo[0] is None or memo[0] > now) and now - memo[2] <= _SHADOW_REUSE_S:
+            got = None if memo[0] is None else (memo[0], memo[1])
+        else:
+            if len(self._shadow_more) > 4096:
+                self._shadow_more.clear()
+            off = ((end, p) for end, p in self._releases(t) if held.isdisjoint(x[0] for x in p))
+            got = self.placer.shadow_job(job, t, off)
+            self._shadow_more[key] = (got[0], got[1], now) if got is not None else (None, None, now)
+        if got is not None and held.isdisjoint(got[1]):
+            more.append((got[0], got[1], job.job_id))
+
     def _backfill_avoid(self, job: Job, t: str, now: float) -> tuple[frozenset[Any], str]:
-        res = self.reservations.get(t)
-        if res is None or res[2] == job.job_id:
+        first = self.reservations.get(t)
+        if first is None:
             return frozenset(), ""
-        if job.duration_s is not None and now + job.duration_s <= res[0] + _EPS:
-            return frozenset(), ""
-        return res[1], (f"would delay reserved job {res[2]!r} (expected to start at "
-                        f"t={res[0]:.0f}s); only jobs that end before it or avoid its nodes may backfill")
+        avoid: frozenset[Any] = frozenset()
+        why = ""
+        for res in (first, *self.more_reservations.get(t, ())):
+            if res[2] == job.job_id:
+                continue
+            if job.duration_s is not None and now + job.duration_s <= res[0] + _EPS:
+                continue
+            avoid = avoid | res[1]
+            why = why or (f"would delay reserved job {res[2]!r} (expected to start at t={res[0]:.0f}s); "
+                          "only jobs that end before it or avoid its nodes may backfill")
+        return avoid, why
 
     def _stop(self, job_id: str, stop: Any, now: float, dec: Decisions) -> None:
         job = self.running.get(job_id)
