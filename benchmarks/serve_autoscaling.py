@@ -24,6 +24,8 @@ Every replica asks for 0.5 CPU, min 1 / max 4 replicas. Systems (every setting s
   ainative        Endpoint(resources 0.5 CPU, AutoscalingConfig(1, 4) defaults; batchable:
                   BatchingConfig(16, 5 ms), target_concurrency 16)
   ainative-slo    the same with latency_slo_ms 500 and shed_over_slo=True (503 + Retry-After)
+  ainative-fast   (torch only) the same as ainative with fast_path=True: Serve's proxy calls the
+                  model replica directly, no ingress hop
 
 The Serve peers' batch handler calls the device *blocking* (time.sleep in the handler, as a torch
 model on a GPU is called): with an awaited device Serve forms each next batch while the previous
@@ -34,7 +36,8 @@ burst's start to the first replica added, replica-seconds of the model deploymen
 schedule, peak replicas. Systems alternate in order per repetition; medians over repetitions.
 
     flock /tmp/ainative-ray.lock flock /tmp/ainative-bench.lock \\
-        .venv/bin/python benchmarks/serve_autoscaling.py [--quick] [--scenario unbatchable]
+        .venv/bin/python benchmarks/serve_autoscaling.py [--quick] [--scenario unbatchable] \\
+        [--out NAME.json]
 """
 
 from __future__ import annotations
@@ -195,9 +198,9 @@ class Peer(System):
 class Ours(System):
     handle: Any = None
 
-    def __init__(self, label: str, app: str, slo: bool) -> None:
+    def __init__(self, label: str, app: str, slo: bool, fast_path: bool = False) -> None:
         super().__init__(app)
-        self.label, self.slo = label, slo
+        self.label, self.slo, self.fast_path = label, slo, fast_path
 
     def endpoint(self, kind: str) -> Any:
         a_ms, b_ms, batchable = SCENARIOS[kind][:3]
@@ -211,11 +214,12 @@ class Ours(System):
             route=f"/{self.app}", resources=ai.Resources(cpus=REPLICA_CPUS),
             batching=ai.BatchingConfig(max_batch_size=MAX_BATCH, max_wait_ms=MAX_WAIT_MS)
             if batchable else None,
-            autoscaling=ai.AutoscalingConfig(**auto))
+            autoscaling=ai.AutoscalingConfig(**auto), fast_path=self.fast_path)
 
     def settings(self, kind: str) -> dict[str, Any]:
         ep = self.endpoint(kind)
-        return {"batching": str(ep.batching), "autoscaling": ep.autoscaling.to_dict()}
+        return {"batching": str(ep.batching), "autoscaling": ep.autoscaling.to_dict(),
+                "fast_path": ep.fast_path}
 
     def deploy(self, kind: str, port: int) -> str:
         self.handle = self.endpoint(kind).deploy()
@@ -231,7 +235,9 @@ def systems_for(kind: str) -> list[System]:
     if SCENARIOS[kind][2]:
         out.append(Peer("serve-batch", "peer-batch", batched=True, tuned=False))
     out += [Ours("ainative", "ainative-ep", slo=False)]
-    if kind != "torch":
+    if kind == "torch":
+        out.append(Ours("ainative-fast", "ainative-fast", slo=False, fast_path=True))
+    else:
         out.append(Ours("ainative-slo", "ainative-slo", slo=True))
     return out
 
@@ -368,16 +374,17 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def ratios(summary: dict[str, dict[str, Any]]) -> dict[str, float | None]:
-    ours = summary.get("ainative")
     out: dict[str, float | None] = {}
-    if not ours:
-        return out
-    for peer in ("serve-default", "serve-tuned", "serve-batch"):
-        theirs = summary.get(peer)
-        if theirs:
-            for key in ("burst_p99_ms", "p99_ms", "replica_seconds"):
-                a, b = ours[key], theirs[key]
-                out[f"{key}_vs_{peer}"] = None if a is None or not b else a / b
+    for label, prefix in (("ainative", ""), ("ainative-fast", "fast_")):
+        ours = summary.get(label)
+        if not ours:
+            continue
+        for peer in ("serve-default", "serve-tuned", "serve-batch", "ainative"):
+            theirs = summary.get(peer)
+            if theirs and peer != label:
+                for key in ("burst_p99_ms", "p99_ms", "replica_seconds"):
+                    a, b = ours[key], theirs[key]
+                    out[f"{prefix}{key}_vs_{peer}"] = None if a is None or not b else a / b
     return out
 
 
@@ -387,6 +394,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS),
                         help="run only these scenarios (repeatable); default all")
+    parser.add_argument("--out", help="results file name under benchmarks/results/ (default "
+                                      "serve_autoscaling[_quick].json)")
     args = parser.parse_args()
     phases = (5.0, 15.0, 8.0) if args.quick else (20.0, 60.0, 30.0)
     kinds = args.scenario or list(SCENARIOS)
@@ -438,8 +447,8 @@ def report(args: argparse.Namespace, kinds: list[str], phases: tuple[float, floa
                   f"{s['replica_seconds']:7.1f} {s['peak_replicas']:5.0f}")
         print("ratios:", json.dumps(result["ratios"][kind]))
     print(f"loadavg 1-min before {load_before:.1f}, after {load_after:.1f}")
-    out = Path(__file__).parent / "results" / (
-        "serve_autoscaling_quick.json" if args.quick else "serve_autoscaling.json")
+    out = Path(__file__).parent / "results" / (args.out or (
+        "serve_autoscaling_quick.json" if args.quick else "serve_autoscaling.json"))
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print("wrote", out)

@@ -3,9 +3,10 @@
 ``serveConfigV2`` names ``ainative.kuberay_serve:build`` with the endpoint's
 ``args`` (see :mod:`ainative.cluster.kuberay.serve_config`). Serve calls :func:`build` inside
 the cluster; it rebuilds the ``ai.Endpoint`` (importing its model factory by path), starts the
-endpoint's metrics store, and returns the same two-deployment application that
-``Endpoint.deploy()`` runs locally. The image needs the same ainative version and the model's
-module. It lives beside ``apply.py`` (not in ``cluster/``) because it imports ``serve/``.
+endpoint's metrics store, and returns the same application (ingress and model replicas, or
+with ``fast_path`` the model replicas alone) that ``Endpoint.deploy()`` runs locally. The
+image needs the same ainative version and the model's module. It lives beside ``apply.py`` (not
+in ``cluster/``) because it imports ``serve/``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def endpoint_from_args(args: Mapping[str, Any]) -> Any:
                     autoscaling=AutoscalingConfig(**args["autoscaling"]),
                     idempotent=args.get("idempotent", True),
                     max_request_bytes=args.get("max_request_bytes", 1 << 20),
-                    request_timeout_s=args.get("request_timeout_s", 60.0))
+                    request_timeout_s=args.get("request_timeout_s", 60.0),
+                    fast_path=args.get("fast_path", False))
 
 
 def build(args: dict[str, Any]) -> Any:

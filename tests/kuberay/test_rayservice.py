@@ -102,7 +102,7 @@ def _bound(app: Any) -> dict[str, Any]:
     {}, {"batching": None},
     {"autoscaling": ai.AutoscalingConfig(min_replicas=1, max_replicas=3,
                                          scale_to_zero_after_s=60)},
-    {"resources": ai.Resources(cpus=1)}])
+    {"resources": ai.Resources(cpus=1)}, {"fast_path": True}])
 def test_deployments_equal_what_endpoint_deploy_builds(overrides: dict[str, Any]) -> None:
     """The serveConfigV2 entries repeat build_app's options exactly (so the RayService runs the
     same deployments), and the builder rebuilds the same endpoint from the args."""
@@ -143,8 +143,27 @@ def test_deployments_equal_what_endpoint_deploy_builds(overrides: dict[str, Any]
     assert (back.name, back.route, back.model) == (ep.name, ep.route, ep.model)
     assert (back.resources, back.batching, back.autoscaling) == (ep.resources, ep.batching,
                                                                  ep.autoscaling)
-    assert (back.idempotent, back.max_request_bytes, back.request_timeout_s) == (
-        ep.idempotent, ep.max_request_bytes, ep.request_timeout_s)
+    assert (back.idempotent, back.max_request_bytes, back.request_timeout_s, back.fast_path) == (
+        ep.idempotent, ep.max_request_bytes, ep.request_timeout_s, ep.fast_path)
+
+
+def test_a_fast_path_rayservice_has_no_ingress_deployment() -> None:
+    """One hop: the application's only deployment is the model's, which makes the edge's checks
+    (``FastReplica``); the ingress path's application keeps both."""
+    from ainative.serve import _fastpath, _replica, _runtime
+
+    for fast, names, body in ((True, ["ranker_v2-model"], _fastpath.FastReplica),
+                              (False, ["ranker_v2-ingress", "ranker_v2-model"],
+                               _replica.ModelReplica)):
+        ep = endpoint(fast_path=fast)
+        m = kuberay.rayservice_manifest(ep, spec())
+        kuberay.validate(m)
+        app = application(m)
+        assert [d["name"] for d in app["deployments"]] == names
+        assert app["args"]["fast_path"] is fast
+        local = _bound(_runtime.build_app(ep, ep.model))
+        assert sorted(local) == names
+        assert local["ranker_v2-model"].func_or_class is body
 
 
 def test_unimportable_model_or_a_queue_is_refused() -> None:

@@ -84,13 +84,17 @@ def wait_for(predicate, timeout_s, what):
     return waiting.until(what, predicate, timeout_s)
 
 
-def test_deploy_predict_http_and_bad_input(serve_cluster):
-    ep = ai.Endpoint(sleepy(), name="basic", route="/basic", resources=ai.Resources(cpus=0.5),
+@pytest.mark.parametrize("fast", [False, True], ids=["ingress", "fast_path"])
+def test_deploy_predict_http_and_bad_input(serve_cluster, fast):
+    name = "basic-fast" if fast else "basic"
+    ep = ai.Endpoint(sleepy(), name=name, route=f"/{name}", resources=ai.Resources(cpus=0.5),
                      batching=ai.BatchingConfig(max_batch_size=8, max_wait_ms=2),
-                     max_request_bytes=1024)
+                     max_request_bytes=1024, fast_path=fast)
     h = ep.deploy()
     try:
-        assert h.url.startswith("http://127.0.0.1:") and h.url.endswith("/basic")
+        assert h.url.startswith("http://127.0.0.1:") and h.url.endswith(f"/{name}")
+        deployments = set(_serve_apps()[name].deployments)
+        assert deployments == ({f"{name}-model"} if fast else {f"{name}-model", f"{name}-ingress"})
         assert h.predict(21) == 42
         assert requests.post(h.url, json=5, timeout=10).json() == {"result": 10}
         base = h.url.rsplit("/", 1)[0]
@@ -105,11 +109,11 @@ def test_deploy_predict_http_and_bad_input(serve_cluster):
             h.predict("reject")
         assert info.value.status_code == 400
         with pytest.raises(ai.errors.ServeError, match="already deployed"):
-            ai.Endpoint(sleepy(), name="basic").deploy()
+            ai.Endpoint(sleepy(), name=name).deploy()
     finally:
         h.delete()
-    assert _runtime.replica_actor_names("basic") == []
-    wait_for(lambda: not _store_alive("basic"), 10, "the metrics store to go")
+    assert _runtime.replica_actor_names(name) == []
+    wait_for(lambda: not _store_alive(name), 10, "the metrics store to go")
 
 
 def _store_alive(name):
@@ -169,10 +173,12 @@ def _serve_apps():
     return serve.status().applications
 
 
-def test_bad_model_raises_model_load_error_and_leaves_nothing(serve_cluster):
+@pytest.mark.parametrize("fast", [False, True], ids=["ingress", "fast_path"])
+def test_bad_model_raises_model_load_error_and_leaves_nothing(serve_cluster, fast):
     t0 = time.monotonic()
     with pytest.raises(ai.errors.ModelLoadError) as info:
-        ai.Endpoint(broken, name="broken", resources=ai.Resources(cpus=0.25)).deploy()
+        ai.Endpoint(broken, name="broken", resources=ai.Resources(cpus=0.25),
+                    fast_path=fast).deploy()
     assert "weights file missing" in info.value.traceback
     assert "RuntimeError" in str(info.value)
     assert time.monotonic() - t0 < 30

@@ -2,7 +2,8 @@
 traceback in any answer, no unbounded buffering, and the replica still serving afterwards.
 
 One endpoint (with token auth, a 4 KiB body limit and a 2 s request timeout) serves every test
-of the module, so the module pays for one deploy.
+of the module, so the module pays for one deploy per path: every test runs behind the ingress and
+again on the one-hop path (``fast_path=True``), where the replica makes the same checks.
 """
 
 from __future__ import annotations
@@ -42,19 +43,28 @@ def hostile_model():
 
 
 @pytest.fixture(scope="module")
-def endpoint(ray_local):
+def serve_up(ray_local):
     import os
 
     from ray import serve
 
     os.environ[TOKEN_ENV] = TOKEN
-    handle = ai.Endpoint(hostile_model, name="hardened", resources=ai.Resources(cpus=0.5),
-                         max_request_bytes=MAX_BYTES, request_timeout_s=TIMEOUT_S,
-                         auth=ai.TokenAuth(secret_env=TOKEN_ENV)).deploy(timeout_s=120)
-    yield handle
-    handle.delete()
+    yield ray_local
     serve.shutdown()
     os.environ.pop(TOKEN_ENV, None)
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["ingress", "fast_path"])
+def endpoint(serve_up, request):
+    """The endpoint behind the ingress, then the same on the one-hop path: every test of the
+    module runs on both and expects the same answers."""
+    fast = request.param
+    handle = ai.Endpoint(hostile_model, name="hardened-fast" if fast else "hardened",
+                         resources=ai.Resources(cpus=0.5), max_request_bytes=MAX_BYTES,
+                         request_timeout_s=TIMEOUT_S, auth=ai.TokenAuth(secret_env=TOKEN_ENV),
+                         fast_path=fast).deploy(timeout_s=120)
+    yield handle
+    handle.delete()
 
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -80,7 +80,8 @@ async def open_loop(url: str, schedule: list[float], stop: threading.Event,
 
 
 @pytest.mark.slow
-def test_step_in_arrivals_scales_up_before_a_backlog(serve_cluster):
+@pytest.mark.parametrize("fast", [False, True], ids=["ingress", "fast_path"])
+def test_step_in_arrivals_scales_up_before_a_backlog(serve_cluster, fast):
     # 150 ms a request, 1/s -> 10/s: the queueing term asks for a second replica as soon as the
     # ingress has counted the new rate (its lower noise bound, 6.8/s, already needs 2 at 70 %).
     # A backlog grows meanwhile (10/s in, 6.7/s out), by about 3.3 requests a second; the
@@ -93,7 +94,7 @@ def test_step_in_arrivals_scales_up_before_a_backlog(serve_cluster):
     auto = ai.AutoscalingConfig(min_replicas=1, max_replicas=3, target_concurrency=target,
                                 upscale_delay_s=0.5, downscale_delay_s=30)
     h = ai.Endpoint(serial_model(150), name="stepper", resources=ai.Resources(cpus=0.5),
-                    autoscaling=auto).deploy()
+                    autoscaling=auto, fast_path=fast).deploy()
     try:
         quiet, step_at, burst = 1.0, 4.0, 10.0
         schedule = [i / quiet for i in range(int(step_at * quiet))]
@@ -122,11 +123,15 @@ def test_step_in_arrivals_scales_up_before_a_backlog(serve_cluster):
         h.delete()
 
 
-def test_nothing_is_shed_while_capacity_suffices(serve_cluster):
+paths = pytest.mark.parametrize("fast", [False, True], ids=["ingress", "fast_path"])
+
+
+@paths
+def test_nothing_is_shed_while_capacity_suffices(serve_cluster, fast):
     auto = ai.AutoscalingConfig(min_replicas=1, max_replicas=1, latency_slo_ms=300,
                                 shed_over_slo=True)
     h = ai.Endpoint(serial_model(30), name="calm", resources=ai.Resources(cpus=0.5),
-                    autoscaling=auto).deploy()
+                    autoscaling=auto, fast_path=fast).deploy()
     try:
         # 8/s of 30 ms each: the replica is a quarter busy; nothing waits long enough to shed.
         results = asyncio.run(open_loop(h.url, [i / 8 for i in range(40)], threading.Event()))
@@ -137,11 +142,12 @@ def test_nothing_is_shed_while_capacity_suffices(serve_cluster):
         h.delete()
 
 
-def test_overload_past_the_slo_is_shed_at_once_with_retry_after(serve_cluster):
+@paths
+def test_overload_past_the_slo_is_shed_at_once_with_retry_after(serve_cluster, fast):
     auto = ai.AutoscalingConfig(min_replicas=1, max_replicas=1, latency_slo_ms=300,
                                 shed_over_slo=True)
     h = ai.Endpoint(serial_model(100), name="shedder", resources=ai.Resources(cpus=0.5),
-                    autoscaling=auto).deploy()
+                    autoscaling=auto, fast_path=fast).deploy()
     try:
         for i in range(3):                       # measured throughput: the evidence to shed on
             assert h.predict(i) == 2 * i

@@ -12,6 +12,7 @@ import pytest
 import ainative as ai
 from ainative.policy import autoscaling as pol
 from ainative.serve import _autoscale
+from tests.unit import serve_paths
 
 TICK = 0.1
 SERVICE_MS = 20.0  # an unbatchable model: 20 ms of device time a request
@@ -199,96 +200,81 @@ def test_adapter_reads_arrival_rate_and_service_time():
 
 
 class _SerialModel:
-    """A model handle stand-in: one request at a time, ``ms`` each."""
+    """A model answer (tests/unit/serve_paths.py): one request at a time, ``ms`` each."""
 
     def __init__(self, ms):
         import asyncio
 
-        self.ms, self.lock, self.calls = ms, asyncio.Lock(), 0
+        self.ms, self.lock, self.calls, self.answered = ms, asyncio.Lock(), 0, 0
 
-    def remote(self, payload, t_arrival, demand_rps=None):
+    async def __call__(self, payload):
         import asyncio
 
-        async def answer():
-            async with self.lock:
-                self.calls += 1
-                await asyncio.sleep(self.ms / 1000)
-                return ("ok", payload)
-        return answer()
+        async with self.lock:
+            self.calls += 1
+            await asyncio.sleep(self.ms / 1000)
+            self.answered += 1
+            return ("ok", payload)
 
 
-class _Store:
-    def __init__(self, capacity_rps):
-        self.capacity = types.SimpleNamespace(remote=lambda: self._value(capacity_rps))
-
-    async def _value(self, v):
-        return v
+def _shedding_front(path, model, capacity_rps, slo_ms=100.0, shed=True):
+    return serve_paths.front(path, model, capacity_rps=capacity_rps, max_request_bytes=1024,
+                             request_timeout_s=10.0, latency_slo_ms=slo_ms, shed_over_slo=shed)
 
 
-def _shedding_ingress(model, capacity_rps, slo_ms=100.0):
-    from ainative.serve import _ingress
-
-    ing = _ingress.Ingress.__new__(_ingress.Ingress)
-    ing._model, ing._idempotent, ing._max_bytes, ing._timeout_s = model, True, 1024, 10.0
-    ing._name, ing._auth_digest, ing._store = "e", None, _Store(capacity_rps)
-    ing._counters = {"retries": 0, "http_4xx": 0, "http_5xx": 0, "shed": 0}
-    ing._last_push = float("inf")
-    ing._slo_ms, ing._shed_over_slo, ing._flow = slo_ms, True, _ingress._Flow()
-    return ing
-
-
-def test_ingress_sheds_what_cannot_make_the_slo_and_answers_the_rest():
+@pytest.mark.parametrize("path", serve_paths.PATHS)
+def test_the_edge_sheds_what_cannot_make_the_slo_and_answers_the_rest(path):
     import asyncio
     import json
     import time
 
-    from ainative.serve import _ingress
+    from ainative.serve import _edge
 
-    model = _SerialModel(ms=50)  # 20 requests/s, the capacity the store reports
-    ing = _shedding_ingress(model, capacity_rps=20.0)
+    model = _SerialModel(ms=50)  # 20 requests/s, the capacity the store (or replica) reports
+    edge = _shedding_front(path, model, capacity_rps=20.0).edge
 
     async def scenario():
         # No measured throughput or capacity yet: nothing is shed (no evidence).
-        first = await asyncio.gather(*(ing._predict(i, time.monotonic() + 10) for i in range(3)))
+        first = await asyncio.gather(*(edge.admit(i, time.monotonic() + 10) for i in range(3)))
         assert [s for s, _ in first] == ["ok"] * 3
         await asyncio.sleep(0.01)                # the capacity read started above lands
         t0 = time.monotonic()
-        burst = await asyncio.gather(*(ing._predict(i, time.monotonic() + 10) for i in range(30)))
+        burst = await asyncio.gather(*(edge.admit(i, time.monotonic() + 10) for i in range(30)))
         return burst, time.monotonic() - t0
 
     burst, _ = asyncio.run(scenario())
     statuses = [s for s, _ in burst]
     served, shed = statuses.count("ok"), statuses.count("shed")
     # 100 ms at 20/s: the request with itself and one ahead makes it, the third would wait 150 ms.
-    assert served == 2 and shed == 28 and ing._counters["shed"] == 28
+    assert served == 2 and shed == 28 and edge.counters["shed"] == 28
     assert model.calls == 3 + 2                   # shed requests never reached the model
     reason = next(v for s, v in burst if s == "shed")
     assert "latency_slo_ms=100" in reason and "retry after 1 s" in reason
-    response = ing._respond("shed", reason)
+    response = edge.respond("shed", reason)
     assert response.status_code == 503 and response.headers["Retry-After"] == "1"
     assert json.loads(response.body)["status"] == "shed"
-    assert ing._counters["http_5xx"] == 0 and _ingress.HTTP_STATUS["shed"] == 503
+    assert edge.counters["http_5xx"] == 0 and _edge.HTTP_STATUS["shed"] == 503
 
 
-def test_ingress_without_shedding_queues_everything():
+@pytest.mark.parametrize("path", serve_paths.PATHS)
+def test_without_shedding_the_edge_queues_everything(path):
     import asyncio
     import time
 
-    ing = _shedding_ingress(_SerialModel(ms=5), capacity_rps=200.0)
-    ing._shed_over_slo = False
+    edge = _shedding_front(path, _SerialModel(ms=5), capacity_rps=200.0, shed=False).edge
 
     async def scenario():
-        return await asyncio.gather(*(ing._predict(i, time.monotonic() + 10) for i in range(30)))
+        return await asyncio.gather(*(edge.admit(i, time.monotonic() + 10) for i in range(30)))
 
     assert {s for s, _ in asyncio.run(scenario())} == {"ok"}
-    assert ing._counters["shed"] == 0
-    assert ing._flow.arrived(time.monotonic()) >= 30       # arrivals are counted either way
+    assert edge.counters["shed"] == 0
+    assert edge.flow.arrived(time.monotonic()) >= 30       # arrivals are counted either way
 
 
 def test_flow_counts_rates_over_their_windows_and_forgets():
-    from ainative.serve import _ingress
+    from ainative.serve import _edge
 
-    flow = _ingress._Flow()
+    flow = _edge.Flow()
     for i in range(50):
         rate = flow.arrived(100.0 + i * 0.02)            # 50/s for one second
         flow.answered(100.0 + i * 0.02)

@@ -6,12 +6,14 @@ import asyncio
 import json
 import dataclasses
 import time
+import types
 
 import pytest
 
 import ainative as ai
 from ainative import errors
 from ainative.serve import _metrics, _replica
+from tests.unit import serve_paths
 
 
 def model_factory():
@@ -29,6 +31,9 @@ def model_factory():
     (dict(name="ok", max_request_bytes=0), "max_request_bytes"),
     (dict(name="ok", request_timeout_s=0), "request_timeout_s"),
     (dict(name="ok", idle=object()), "idle"),
+    (dict(name="ok", fast_path="yes"), "fast_path"),
+    (dict(name="ok", fast_path=1), "fast_path"),
+    (dict(name="ok", fast_path=None), "fast_path"),
 ])
 def test_bad_endpoint_arguments_raise_config_error(kwargs, field):
     with pytest.raises(ai.ConfigError) as info:
@@ -155,17 +160,18 @@ class _FakeModel:
         return answer()
 
 
-def make_ingress(model, idempotent=True, max_bytes=64, timeout_s=5.0, auth_digest=None):
-    from ainative.serve import _ingress
+class _Echo:
+    """A model answer (see tests/unit/serve_paths.py): ``("ok", payload)``, or sleeps first when
+    the payload is ``{"sleep": seconds}``."""
 
-    ing = _ingress.Ingress.__new__(_ingress.Ingress)
-    ing._model, ing._idempotent, ing._max_bytes, ing._timeout_s = model, idempotent, max_bytes, \
-        timeout_s
-    ing._name, ing._auth_digest = "e", auth_digest
-    ing._counters, ing._last_push = {"retries": 0, "http_4xx": 0, "http_5xx": 0, "shed": 0}, \
-        float("inf")
-    ing._slo_ms, ing._shed_over_slo, ing._flow = None, False, _ingress._Flow()
-    return ing
+    def __init__(self):
+        self.calls = 0
+
+    async def __call__(self, payload):
+        self.calls += 1
+        if isinstance(payload, dict) and "sleep" in payload:
+            await asyncio.sleep(payload["sleep"])
+        return ("ok", payload)
 
 
 def soon(seconds=5.0):
@@ -173,21 +179,23 @@ def soon(seconds=5.0):
 
 
 def test_ingress_retries_once_when_idempotent_else_503():
-    from ainative.serve import _ingress
+    from ainative.serve import _edge, _ingress
 
-    ing = make_ingress(_FakeModel(deaths=1))
-    assert asyncio.run(ing._predict(7, soon())) == ("ok", 7) and ing._counters["retries"] == 1
-    ing = make_ingress(_FakeModel(deaths=2))
-    status, reason = asyncio.run(ing._predict(7, soon()))
-    assert _ingress.HTTP_STATUS[status] == 503 and "died" in reason
-    ing = make_ingress(_FakeModel(deaths=1), idempotent=False)
-    status, reason = asyncio.run(ing._predict(7, soon()))
+    def make(model, idempotent=True):
+        return _ingress.Ingress(model, serve_paths.spec(idempotent=idempotent),
+                                store=serve_paths.Store()).edge
+
+    edge = make(_FakeModel(deaths=1))
+    assert asyncio.run(edge.admit(7, soon())) == ("ok", 7) and edge.counters["retries"] == 1
+    status, reason = asyncio.run(make(_FakeModel(deaths=2)).admit(7, soon()))
+    assert _edge.HTTP_STATUS[status] == 503 and "died" in reason
+    status, reason = asyncio.run(make(_FakeModel(deaths=1), idempotent=False).admit(7, soon()))
     assert status == "unavailable" and "idempotent=False" in reason
 
 
 class _Request:
     """A Starlette request stand-in whose body arrives in ``chunks`` (a chunked upload), each
-    after ``gap_s``; ``read`` counts the bytes the ingress pulled."""
+    after ``gap_s``; ``read`` counts the bytes the edge pulled."""
 
     def __init__(self, body, method="POST", declared=None, chunks=None, gap_s=0.0, headers=None):
         self.method = method
@@ -206,63 +214,85 @@ class _Request:
             yield chunk
 
 
-def test_ingress_http_checks_before_the_model():
-    model = _FakeModel(deaths=0)
-    ing = make_ingress(model, max_bytes=16)
-    assert asyncio.run(ing._http(_Request(b"[1, 2]"), soon())) == ("ok", [1, 2])
-    assert asyncio.run(ing._http(_Request(b"1", declared=10_000), soon()))[0] == "too_large"
-    assert asyncio.run(ing._http(_Request(b"1" * 17), soon()))[0] == "too_large"
-    assert asyncio.run(ing._http(_Request(b"{nope"), soon()))[0] == "reject"
-    assert asyncio.run(ing._http(_Request(b"1", declared="12abc"), soon()))[0] == "reject"
-    assert asyncio.run(ing._http(_Request(b"", method="GET"), soon()))[0] == "method"
+paths = pytest.mark.parametrize("path", serve_paths.PATHS)
+
+
+@paths
+def test_http_checks_before_the_model(path):
+    model = _Echo()
+    edge = serve_paths.front(path, model, max_request_bytes=16).edge
+    assert asyncio.run(edge._http(_Request(b"[1, 2]"), soon())) == ("ok", [1, 2])
+    assert asyncio.run(edge._http(_Request(b"1", declared=10_000), soon()))[0] == "too_large"
+    assert asyncio.run(edge._http(_Request(b"1" * 17), soon()))[0] == "too_large"
+    assert asyncio.run(edge._http(_Request(b"{nope"), soon()))[0] == "reject"
+    assert asyncio.run(edge._http(_Request(b"1", declared="12abc"), soon()))[0] == "reject"
+    assert asyncio.run(edge._http(_Request(b"", method="GET"), soon()))[0] == "method"
     assert model.calls == 1  # only the good request reached the model
-    status, reason = asyncio.run(make_ingress(model, max_bytes=4096)._http(
+    status, reason = asyncio.run(serve_paths.front(path, model, max_request_bytes=4096).edge._http(
         _Request(b"[" * 2048 + b"]" * 2048), soon()))
     assert status == "reject" and "nested too deeply" in reason and model.calls == 1
 
 
-def test_ingress_streams_the_body_and_stops_past_the_limit():
-    ing = make_ingress(_FakeModel(deaths=0), max_bytes=1000)
+@paths
+def test_the_body_is_streamed_and_reading_stops_past_the_limit(path):
+    edge = serve_paths.front(path, _Echo(), max_request_bytes=1000).edge
     request = _Request(None, chunks=[b"1" * 400] * 100)  # 40 kB, chunked, no Content-Length
-    assert asyncio.run(ing._http(request, soon()))[0] == "too_large"
+    assert asyncio.run(edge._http(request, soon()))[0] == "too_large"
     assert request.read == 1200  # stopped at the first chunk past max_request_bytes
     ok = _Request(None, chunks=[b"[1,", b" 2", b"]"])
-    assert asyncio.run(ing._http(ok, soon())) == ("ok", [1, 2])
+    assert asyncio.run(edge._http(ok, soon())) == ("ok", [1, 2])
 
 
-def test_ingress_gives_a_slow_body_408_at_the_deadline():
-    ing = make_ingress(_FakeModel(deaths=0), max_bytes=1000, timeout_s=0.3)
+@paths
+def test_a_slow_body_gets_408_at_the_deadline(path):
+    edge = serve_paths.front(path, _Echo(), max_request_bytes=1000, request_timeout_s=0.3).edge
     slow = _Request(None, chunks=[b"["] + [b"1,"] * 100 + [b"1]"], gap_s=0.05)
     started = time.monotonic()
-    status, reason = asyncio.run(ing._http(slow, time.monotonic() + 0.3))
+    status, reason = asyncio.run(edge._http(slow, time.monotonic() + 0.3))
     assert status == "client_timeout" and "request_timeout_s=0.3" in reason
     assert time.monotonic() - started < 2.0
 
 
-def _answer(ing, status, value):
-    response = ing._respond(status, value)
+@paths
+def test_a_slow_model_gets_504_at_the_deadline_over_http_and_the_handle(path):
+    model = _Echo()
+    front = serve_paths.front(path, model, request_timeout_s=0.2)
+    started = time.monotonic()
+    response = asyncio.run(front(_Request(b'{"sleep": 5}')))
+    body = json.loads(response.body)
+    assert response.status_code == 504 and len(body["error_id"]) == 12
+    status, reason = asyncio.run(front.predict({"sleep": 5}))
+    assert status == "timeout" and "request_timeout_s=0.2" in reason
+    assert time.monotonic() - started < 2.0 and model.calls == 2
+    assert front.edge.counters["http_5xx"] == 2
+
+
+def _answer(edge, status, value):
+    response = edge.respond(status, value)
     return response.status_code, json.loads(response.body), dict(response.headers)
 
 
-def test_ingress_responses_carry_codes_error_ids_and_never_a_traceback():
-    ing = make_ingress(_FakeModel(deaths=0))
-    assert _answer(ing, "ok", [1.5])[:2] == (200, {"result": [1.5]})
-    code, body, headers = _answer(ing, "method", "use POST")
+@paths
+def test_responses_carry_codes_error_ids_and_never_a_traceback(path):
+    edge = serve_paths.front(path, _Echo()).edge
+    assert _answer(edge, "ok", [1.5])[:2] == (200, {"result": [1.5]})
+    code, body, headers = _answer(edge, "method", "use POST")
     assert code == 405 and headers["allow"] == "POST"
-    code, body, headers = _answer(ing, "unauthorized", "no")
+    code, body, headers = _answer(edge, "unauthorized", "no")
     assert code == 401 and headers["www-authenticate"].startswith("Bearer")
     for bad in (float("nan"), float("inf"), {1, 2}, object()):
-        code, body, headers = _answer(ing, "ok", bad)
+        code, body, headers = _answer(edge, "ok", bad)
         assert code == 500 and len(body["error_id"]) == 12 and headers["x-error-id"] == body["error_id"]
         assert "cannot be encoded as JSON" in body["error"] and "Traceback" not in body["error"]
-    code, body, _ = _answer(ing, "error", "the model raised RuntimeError (error id 0123456789ab; x)")
+    code, body, _ = _answer(edge, "error", "the model raised RuntimeError (error id 0123456789ab; x)")
     assert code == 500 and body["error_id"] == "0123456789ab"
-    code, body, _ = _answer(ing, "timeout", "slow")
+    code, body, _ = _answer(edge, "timeout", "slow")
     assert code == 504 and len(body["error_id"]) == 12
-    assert ing._counters["http_5xx"] == 6 and ing._counters["http_4xx"] == 2
+    assert edge.counters["http_5xx"] == 6 and edge.counters["http_4xx"] == 2
 
 
-def test_ingress_never_answers_with_its_own_traceback():
+@paths
+def test_the_front_never_answers_with_its_own_traceback(path):
     class Broken:
         method = "POST"
         headers = {}
@@ -270,27 +300,65 @@ def test_ingress_never_answers_with_its_own_traceback():
         def stream(self):
             raise RuntimeError("secret internal state")
 
-    response = asyncio.run(make_ingress(_FakeModel(deaths=0))(Broken()))
+    response = asyncio.run(serve_paths.front(path, _Echo())(Broken()))
     body = json.loads(response.body)
     assert response.status_code == 500 and "secret" not in body["error"]
     assert "Traceback" not in body["error"] and len(body["error_id"]) == 12
 
 
-def test_ingress_checks_the_bearer_token_over_http_and_the_handle(monkeypatch):
+@paths
+def test_the_bearer_token_is_checked_over_http_and_the_handle(path):
     from ainative.serve import auth
 
     token = "t" * 32
-    model = _FakeModel(deaths=0)
-    ing = make_ingress(model, auth_digest=auth.digest_of(token))
+    model = _Echo()
+    front = serve_paths.front(path, model, auth_digest=auth.digest_of(token))
+    edge = front.edge
     for headers in ({}, {"authorization": "Bearer wrong-token-wrong-token"},
                     {"authorization": token}, {"authorization": f"Basic {token}"}):
-        assert asyncio.run(ing._http(_Request(b"1", headers=headers), soon()))[0] == "unauthorized"
+        assert asyncio.run(edge._http(_Request(b"1", headers=headers), soon()))[0] == "unauthorized"
     good = _Request(b"1", headers={"authorization": f"Bearer {token}"})
-    assert asyncio.run(ing._http(good, soon())) == ("ok", 1)
-    assert asyncio.run(ing.predict(2))[0] == "unauthorized"
-    assert asyncio.run(ing.predict(2, "nope"))[0] == "unauthorized"
-    assert asyncio.run(ing.predict(2, token)) == ("ok", 2)
+    assert asyncio.run(edge._http(good, soon())) == ("ok", 1)
+    assert asyncio.run(front.predict(2))[0] == "unauthorized"
+    assert asyncio.run(front.predict(2, "nope"))[0] == "unauthorized"
+    assert asyncio.run(front.predict(2, token)) == ("ok", 2)
     assert model.calls == 2
+
+
+def test_the_one_hop_replica_reports_its_share_of_arrivals_and_the_policy_sums_them():
+    from ainative.serve import _autoscale
+
+    front = serve_paths.front("fast", _Echo())
+    for i in range(5):
+        assert asyncio.run(front.predict(i)) == ("ok", i)
+    stats = asyncio.run(front.record_autoscaling_stats())
+    assert stats["arrival_share_rps"] == pytest.approx(5 / _edge_window())
+    assert stats["arrival_rps"] == 0.0          # nothing relayed: there is no ingress
+    ctx = types.SimpleNamespace(
+        deployment_name="m", current_num_replicas=3, target_num_replicas=3,
+        total_num_requests=0, raw_metrics=None,
+        aggregated_metrics={"arrival_share_rps": {"r1": 5.0, "r2": 7.0, "r3": 0.0},
+                            "arrival_rps": {"r1": 0.0, "r2": 0.0, "r3": 0.0}})
+    assert _autoscale.signals_from_context(ctx, 0.0).arrival_rps == 12.0
+    front.edge._last_push = float("-inf")
+    front.edge.maybe_push()
+    counters, source = front.edge._store.pushed[-1]
+    assert source == "replica-r1" and counters["http_4xx"] == 0
+
+
+def _edge_window():
+    from ainative.serve import _edge
+
+    return _edge.RATE_WINDOW_S
+
+
+def test_the_metrics_store_adds_up_the_counters_of_every_edge():
+    store = _metrics.MetricsStore("m")
+    store.report_ingress({"http_4xx": 2, "shed": 1}, "replica-a")
+    store.report_ingress({"http_4xx": 3, "shed": 0}, "replica-b")
+    store.report_ingress({"http_4xx": 4, "shed": 5}, "replica-a")   # cumulative: replaces a's
+    summary = store.summary()
+    assert summary["http_4xx"] == 7 and summary["shed"] == 5
 
 
 def test_replica_failure_logs_the_traceback_and_returns_only_an_id(caplog):

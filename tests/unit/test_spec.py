@@ -69,6 +69,15 @@ def test_endpoint_round_trip():
     assert isinstance(ep, ai.Endpoint)
     assert ep.batching == ai.BatchingConfig(max_batch_size=16, max_wait_ms=5)
     assert ep.autoscaling.max_replicas == 4 and ep.autoscaling.latency_slo_ms == 100
+    assert ep.fast_path is False                  # the constructor's default
+
+
+def test_endpoint_fast_path_from_yaml_and_a_non_bool_refused():
+    text = "kind: Endpoint\nname: tiny\nmodel: tests.unit.specmods:model_factory\n"
+    assert spec.build(parse(text + "fast_path: true\n")[0]).fast_path is True
+    with pytest.raises(errors.SpecError) as info:
+        parse(text + "fast_path: 'yes'\n", "ep.yaml")
+    assert "ep.yaml:4" in str(info.value) and "fast_path" in str(info.value)
 
 
 def test_queue_budget_and_kuberay_round_trip():

@@ -101,13 +101,13 @@ def signals_from_context(ctx: Any, idle_s: float) -> policy.Signals:
     """Serve's AutoscalingContext -> Signals. Latency is the worst replica's window percentile
     (only running replicas report, so loading ones never dilute it). The arrival rate is the
     ingress's count that every replica relays, its latest sample (Serve's look-back mean would
-    lag a step by a second more; the largest over replicas: the freshest), the service time the
-    mean of the replicas that measured one."""
+    lag a step by a second more; the largest over replicas: the freshest); on the one-hop path
+    (no ingress) each replica counts only its own arrivals (``arrival_share_rps``) and the rate
+    is their sum. The service time is the mean of the replicas that measured one."""
     metrics = ctx.aggregated_metrics or {}
     latencies = [v for v in (metrics.get("latency_ms") or {}).values() if v and v > 0]
-    arrivals = _latest(ctx, "arrival_rps")
-    if not arrivals:
-        arrivals = [v for v in (metrics.get("arrival_rps") or {}).values() if v is not None]
+    relayed, shares = _metric(ctx, "arrival_rps"), _metric(ctx, "arrival_share_rps")
+    arrivals = [max(relayed, default=0.0), sum(shares)] if relayed or shares else []
     services = [v for v in (metrics.get("service_ms") or {}).values() if v and v > 0]
     ongoing = float(ctx.total_num_requests or 0.0)
     return policy.Signals(running=int(ctx.current_num_replicas),
@@ -115,6 +115,16 @@ def signals_from_context(ctx: Any, idle_s: float) -> policy.Signals:
                           latency_ms=max(latencies) if latencies else None, idle_s=idle_s,
                           arrival_rps=max(arrivals) if arrivals else None,
                           service_ms=sum(services) / len(services) if services else None)
+
+
+def _metric(ctx: Any, name: str) -> list[float]:
+    """Each running replica's newest sample of ``name`` (Serve's look-back mean without raw
+    data)."""
+    found = _latest(ctx, name)
+    if found:
+        return found
+    metrics = ctx.aggregated_metrics or {}
+    return [float(v) for v in (metrics.get(name) or {}).values() if v is not None]
 
 
 def _latest(ctx: Any, name: str) -> list[float]:

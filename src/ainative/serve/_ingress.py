@@ -1,294 +1,64 @@
-"""The HTTP/handle front of an endpoint: method, auth, size and JSON checks, status codes, retry.
+"""The ingress deployment: the endpoint's edge (``_edge.Edge``) in front of the model replicas.
 
 ::
 
-    HTTP POST /route ──> Serve proxy ──> Ingress.__call__ ─┐  405 not POST · 401 no/bad token
-                                                           │  413 body streamed past the limit
-                                                           │  408 body too slow · 400 bad JSON
-    EndpointHandle.predict(x, token) ──> Ingress.predict ──┤
-                                                           │  arrival counted (rate over 1 s)
-                                                           │  shed_over_slo: 503 + Retry-After
-                                                           │  when the work ahead / capacity > SLO
-                                                           v
+    HTTP POST /route ──> Serve proxy ──> Ingress.__call__ ──> Edge.http ─┐  checks, arrival count,
+    EndpointHandle.predict(x, token) ──> Ingress.predict ──> Edge.predict ┤  shedding, 504 deadline
+                                                                         v
              model handle .remote(payload, t_arrival, arrival_rps) ──> ModelReplica
                           replica died mid-request: retry once when idempotent, else 503
-                          no result by the request deadline: 504
-                          result not JSON (NaN, a set): 500 · model raised: 500
 
 It holds no model and asks for no CPU, so it adds one cheap hop and gives the endpoint what
-Serve's proxy alone cannot: a retry of in-flight requests when a replica crashes. Every 5xx answer
-carries an ``error_id`` that is also in the server log line with the details (tracebacks stay in
-the logs, never in a response).
+Serve's proxy alone cannot: a retry of in-flight requests when a replica crashes, and one count
+of every arrival (including requests Serve's router still holds back). ``Endpoint(fast_path=True)``
+drops this hop and runs the same ``Edge`` inside the replica (``_fastpath.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import json
 import logging
-import re
-import sys
-import time
-import uuid
 from typing import Any
 
 import ray
 from ray import exceptions as ray_exceptions
 
-from ainative.policy import autoscaling as scaling_policy
-from ainative.serve import auth
+from ainative.serve import _edge
 
-Result = tuple[str, Any]
-HTTP_STATUS = {"ok": 200, "reject": 400, "unauthorized": 401, "method": 405,
-               "client_timeout": 408, "too_large": 413, "error": 500, "unavailable": 503,
-               "shed": 503, "timeout": 504}
+Result = _edge.Result
 _DIED = (ray_exceptions.RayActorError, ray_exceptions.ActorUnavailableError)
-_ERROR_ID = re.compile(r"error id ([0-9a-f]{12})")
-_RETRY_AFTER = re.compile(r"retry after (\d+) s")
-# Arrivals are counted over RATE_WINDOW_S (the rate replicas relay to the autoscaler), answers
-# over THROUGHPUT_WINDOW_S; the replicas' capacity is read from the metrics store this often.
-RATE_WINDOW_S = scaling_policy.RATE_WINDOW_S
-THROUGHPUT_WINDOW_S = 2.0
-CAPACITY_REFRESH_S = 0.5
-# Serve's replica log (the logger Serve documents for deployments): ids link answers to lines.
-log = logging.getLogger("ray.serve")
 
 
 class Ingress:
-    """The body of the ingress deployment (decorated with ``serve.deployment`` at deploy time)."""
+    """The body of the ingress deployment (decorated with ``serve.deployment`` at deploy time).
+    ``store`` (the endpoint's metrics store) is looked up by name unless given (tests)."""
 
-    def __init__(self, model: Any, spec: dict[str, Any]) -> None:
+    def __init__(self, model: Any, spec: dict[str, Any], store: Any = None) -> None:
         self._model = model
-        self._name: str = spec["name"]
         self._idempotent: bool = spec["idempotent"]
-        self._max_bytes: int = spec["max_request_bytes"]
-        self._timeout_s: float = spec["request_timeout_s"]
-        self._auth_digest: str | None = spec.get("auth_digest")
-        self._store = ray.get_actor(spec["store_name"], namespace=spec["namespace"])
-        self._counters = {"retries": 0, "http_4xx": 0, "http_5xx": 0, "shed": 0}
-        self._last_push = 0.0
-        self._slo_ms: float | None = spec.get("latency_slo_ms")
-        self._shed_over_slo = bool(spec.get("shed_over_slo")) and self._slo_ms is not None
-        self._flow = _Flow()
+        if store is None:
+            store = ray.get_actor(spec["store_name"], namespace=spec["namespace"])
+        self.edge = _edge.Edge(spec, store, self._call_model, source="ingress")
 
     async def __call__(self, request: Any) -> Any:
-        deadline = time.monotonic() + self._timeout_s
-        try:
-            status, value = await self._http(request, deadline)
-        except Exception:  # a bug or a hostile input we did not foresee: logged, never echoed
-            status, value = "error", _logged_error("the ingress failed on this request")
-        return self._respond(status, value)
-
-    def _respond(self, status: str, value: Any) -> Any:
-        from starlette.responses import Response
-
-        code = HTTP_STATUS[status]
-        body: dict[str, Any] = {"result": value} if status == "ok" else \
-            {"error": value, "status": status}
-        if code >= 500:
-            found = _ERROR_ID.search(str(value))
-            body["error_id"] = found.group(1) if found else _new_id()
-        try:
-            content = json.dumps(body, allow_nan=False, ensure_ascii=False)
-        except (ValueError, TypeError, RecursionError) as err:
-            status, code = "error", 500
-            message = _logged_error(f"the model's result cannot be encoded as JSON "
-                                    f"({type(err).__name__}: {err}); return JSON values only "
-                                    "(no NaN or infinity, lists rather than sets)", err=err)
-            body = {"error": message, "status": status,
-                    "error_id": _ERROR_ID.search(message).group(1)}  # type: ignore[union-attr]
-            content = json.dumps(body)
-        self._count(code, status)
-        headers = {"Allow": "POST"} if code == 405 else {}
-        if code == 401:
-            headers["WWW-Authenticate"] = 'Bearer realm="ainative"'
-        retry = _RETRY_AFTER.search(str(value)) if status == "shed" else None
-        if retry is not None:
-            headers["Retry-After"] = retry.group(1)
-        if "error_id" in body:
-            headers["X-Error-Id"] = body["error_id"]
-        return Response(content.encode("utf-8"), status_code=code, headers=headers,
-                        media_type="application/json")
-
-    def _count(self, code: int, status: str = "") -> None:
-        if status == "shed":
-            pass  # counted as shed when decided: load shedding is not a server failure
-        elif code >= 500:
-            self._counters["http_5xx"] += 1
-        elif code >= 400:
-            self._counters["http_4xx"] += 1
-        self._maybe_push()
-
-    async def _http(self, request: Any, deadline: float) -> Result:
-        if request.method != "POST":
-            return ("method", f"use POST with a JSON body, not {request.method}")
-        if not auth.check(self._auth_digest, auth.bearer_token(request.headers.get("authorization"))):
-            return ("unauthorized", "missing or wrong token; send 'Authorization: Bearer <token>'")
-        body = await self._read_body(request, deadline)
-        if isinstance(body, tuple):
-            return body
-        try:
-            payload = json.loads(body)
-        except RecursionError:
-            return ("reject", "malformed JSON: nested too deeply")
-        except (ValueError, UnicodeDecodeError) as err:
-            return ("reject", f"malformed JSON: {err}")
-        return await self._predict(payload, deadline)
-
-    async def _read_body(self, request: Any, deadline: float) -> bytes | Result:
-        """The body, streamed: stops at ``max_request_bytes + 1`` (413) or at the deadline (408),
-        so neither a huge chunked upload nor a slow client makes it buffer without bound."""
-        from starlette.requests import ClientDisconnect
-
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.strip().isdigit():
-                return ("reject", f"Content-Length must be a byte count, got {declared[:40]!r}")
-            if int(declared) > self._max_bytes:
-                return self._too_large(f"{int(declared)} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        stream = request.stream().__aiter__()
-        while True:
-            try:
-                chunk = await asyncio.wait_for(stream.__anext__(), deadline - time.monotonic())
-            except StopAsyncIteration:
-                return b"".join(chunks)
-            except asyncio.TimeoutError:
-                return ("client_timeout", f"the request body did not arrive within "
-                                          f"request_timeout_s={self._timeout_s:g}")
-            except ClientDisconnect:
-                return ("reject", "the client disconnected before sending the whole body")
-            size += len(chunk)
-            if size > self._max_bytes:
-                return self._too_large(f"more than {self._max_bytes} bytes")
-            chunks.append(chunk)
-
-    def _too_large(self, what: str) -> Result:
-        return ("too_large", f"request body of {what} exceeds max_request_bytes={self._max_bytes}"
-                             "; send less or raise Endpoint(max_request_bytes=)")
+        return await self.edge.http(request)
 
     async def predict(self, payload: Any, token: str | None = None) -> Result:
         """One request through the model; the Python handle path calls this directly."""
-        if not auth.check(self._auth_digest, token):
-            result: Result = ("unauthorized", "missing or wrong token; set the environment "
-                                              "variable named by the endpoint's TokenAuth")
-        else:
-            try:
-                result = await self._predict(payload, time.monotonic() + self._timeout_s)
-            except Exception:
-                result = ("error", _logged_error("the ingress failed on this request"))
-        self._count(HTTP_STATUS[result[0]], result[0])
-        return result
+        return await self.edge.predict(payload, token)
 
-    async def _predict(self, payload: Any, deadline: float) -> Result:
-        t_arrival = time.time()
-        demand = self._flow.arrived(time.monotonic())
-        if self._shed_over_slo:
-            verdict = self._shed_verdict()
-            if verdict is not None:
-                self._counters["shed"] += 1
-                return ("shed", f"predicted latency {verdict.predicted_ms:.0f} ms exceeds "
-                                f"latency_slo_ms={self._slo_ms:g} with the replicas serving now; "
-                                f"shed at the edge, retry after {verdict.retry_after_s} s")
-        self._flow.in_flight += 1
-        try:
-            return await self._call_model(payload, t_arrival, demand, deadline)
-        finally:
-            self._flow.in_flight -= 1
-
-    def _shed_verdict(self) -> scaling_policy.Shed | None:
-        """Shed when the requests ahead, drained at the larger of the measured throughput and
-        the replicas' reported capacity, keep this one past the SLO."""
-        assert self._slo_ms is not None
-        now = time.monotonic()
-        if now - self._flow.capacity_at >= CAPACITY_REFRESH_S and self._flow.pulling is None:
-            self._flow.capacity_at = now
-            self._flow.pulling = asyncio.ensure_future(self._pull_capacity())
-        rate = max(self._flow.throughput(now), self._flow.capacity_rps)
-        return scaling_policy.shed(self._slo_ms, self._flow.in_flight + 1, rate)
-
-    async def _pull_capacity(self) -> None:
-        try:
-            self._flow.capacity_rps = float(await self._store.capacity.remote())
-        except Exception as exc:  # the store is being replaced: keep the last reading
-            log.debug("ainative ingress: capacity not read: %s", exc)
-        finally:
-            self._flow.pulling = None
-
-    async def _call_model(self, payload: Any, t_arrival: float, demand: float,
-                          deadline: float) -> Result:
+    async def _call_model(self, payload: Any, t_arrival: float, demand: float) -> Result:
+        """The model deployment, retried once on another replica when the one serving the
+        request died (idempotent endpoints only); the edge bounds the whole by the deadline."""
         for attempt in (1, 2):
             try:
-                result: Result = await asyncio.wait_for(
-                    self._model.remote(payload, t_arrival, demand), deadline - time.monotonic())
-                self._flow.answered(time.monotonic())
+                result: Result = await self._model.remote(payload, t_arrival, demand)
                 return result
-            except asyncio.TimeoutError:
-                return ("timeout", _logged_error(
-                    f"no result within request_timeout_s={self._timeout_s:g}", level=logging.WARNING))
             except _DIED as err:
                 if attempt == 1 and self._idempotent:
-                    self._counters["retries"] += 1
+                    self.edge.counters["retries"] += 1
                     continue
                 hint = "" if self._idempotent else " (not retried: Endpoint(idempotent=False))"
-                return ("unavailable", _logged_error(
+                return ("unavailable", _edge.logged_error(
                     f"the replica serving this request died{hint}: {type(err).__name__}",
                     level=logging.WARNING))
         return ("unavailable", "unreachable")
-
-    def _maybe_push(self) -> None:
-        now = time.monotonic()
-        if now - self._last_push >= 0.5:
-            self._last_push = now
-            self._store.report_ingress.remote(dict(self._counters))
-
-    def counters(self) -> dict[str, int]:
-        self._maybe_push()
-        return dict(self._counters)
-
-
-class _Flow:
-    """What passes through the ingress: arrivals (their rate feeds the autoscaler), answers
-    (their rate is the throughput shedding trusts), requests in flight, replica capacity."""
-
-    def __init__(self) -> None:
-        self._arrivals: collections.deque[float] = collections.deque()
-        self._answers: collections.deque[float] = collections.deque()
-        self.in_flight = 0
-        self.capacity_rps = 0.0
-        self.capacity_at = float("-inf")
-        self.pulling: asyncio.Future[None] | None = None
-
-    def arrived(self, now: float) -> float:
-        """Count one arrival; return the arrival rate over the last RATE_WINDOW_S."""
-        self._arrivals.append(now)
-        while self._arrivals[0] < now - RATE_WINDOW_S:
-            self._arrivals.popleft()
-        return len(self._arrivals) / RATE_WINDOW_S
-
-    def answered(self, now: float) -> None:
-        self._answers.append(now)
-        self._forget(now)
-
-    def throughput(self, now: float) -> float:
-        self._forget(now)
-        return len(self._answers) / THROUGHPUT_WINDOW_S
-
-    def _forget(self, now: float) -> None:
-        while self._answers and self._answers[0] < now - THROUGHPUT_WINDOW_S:
-            self._answers.popleft()
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-def _logged_error(message: str, *, level: int = logging.ERROR, err: BaseException | None = None) -> str:
-    """Log ``message`` (with the current traceback, if any) under a fresh error id; return the
-    message for the client: the same words and the id, never the traceback."""
-    error_id = _new_id()
-    exc_info = err if err is not None else (level >= logging.ERROR and sys.exc_info()[0] is not None)
-    log.log(level, "ainative ingress error id %s: %s", error_id, message, exc_info=exc_info)
-    return f"{message} (error id {error_id})"

@@ -1,4 +1,4 @@
-"""Per-endpoint metrics: a small detached actor that replicas and the ingress push snapshots to.
+"""Per-endpoint metrics: a small detached actor that replicas and edges push snapshots to.
 
 Replicas push every autoscaling tick (see ``_replica.ModelReplica._push``); ``EndpointHandle``
 reads :meth:`MetricsStore.summary`. Replica-seconds are the sum, over every replica that ever
@@ -30,7 +30,7 @@ class MetricsStore:
         self._latencies: collections.deque[tuple[float, float]] = collections.deque(maxlen=200_000)
         self._cold_starts: list[float] = []
         self._load_failures: list[tuple[str, str]] = []
-        self._ingress: dict[str, float] = {}
+        self._edges: dict[str, dict[str, float]] = {}   # source -> its cumulative counters
 
     def load_failed(self, replica_id: str, trace: str) -> None:
         self._load_failures.append((replica_id, trace))
@@ -47,8 +47,17 @@ class MetricsStore:
         while self._latencies and self._latencies[0][0] < cutoff:
             self._latencies.popleft()
 
-    def report_ingress(self, counters: dict[str, float]) -> None:
-        self._ingress = dict(counters)
+    def report_ingress(self, counters: dict[str, float], source: str = "ingress") -> None:
+        """An edge's cumulative counters (4xx, 5xx, shed, retries): the ingress's, or each
+        one-hop replica's; the summary adds them up over sources."""
+        self._edges[source] = dict(counters)
+
+    def _edge_totals(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for counters in self._edges.values():
+            for key, value in counters.items():
+                totals[key] = totals.get(key, 0) + value
+        return totals
 
     def capacity(self) -> float:
         """Requests per second the replicas reporting now can complete at their best batch
@@ -77,7 +86,7 @@ class MetricsStore:
             "replicas_reporting": len(fresh),
             "cold_starts_s": list(self._cold_starts),
             "model_load_s": [r["ready_at"] - r["started_at"] for r in self._replicas.values()],
-            **self._ingress,
+            **self._edge_totals(),
             "latency_slo_ms": self.latency_slo_ms,   # the endpoint's SLO (None: none set)
         }
         for p in pct:

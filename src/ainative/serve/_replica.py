@@ -2,7 +2,7 @@
 
 ::
 
-    ingress ──(payload, t_arrival)──> ModelReplica.__call__ ──> _Batcher.pending
+       edge ──(payload, t_arrival)──> ModelReplica.__call__ ──> _Batcher.pending
                                                                      │ fills to max_batch_size
                                                                      │ or waits batch_wait_ms()
                                                                      v
@@ -18,7 +18,8 @@ when the model refused the input (ValueError, TypeError, KeyError: HTTP 400) or 
 500) with the exception's type and an error id; the traceback goes to the replica's log under that
 id, never to the client. Results are tuples rather than exceptions so that one bad request in a
 batch fails alone: a batch that raises is re-run one request at a time to find it. A request the
-ingress gave up on (its deadline passed) is dropped before its batch runs.
+edge gave up on (its deadline passed) is dropped before its batch runs. The edge is the ingress
+deployment's, or on the one-hop path (``_fastpath.FastReplica``) one in this same process.
 """
 
 from __future__ import annotations
@@ -168,12 +169,12 @@ class ModelReplica:
         self.started_at = time.time()
         self.replica_id = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._spec = spec
-        self._store = ray.get_actor(spec["store_name"], namespace=spec["namespace"])
+        self.store = ray.get_actor(spec["store_name"], namespace=spec["namespace"])
         try:
             self._model = load_model(spec["model"])
         except BaseException:
             # deploy() waits on this report, so it fails fast with the replica's own traceback.
-            ray.get(self._store.load_failed.remote(self.replica_id, traceback.format_exc()),
+            ray.get(self.store.load_failed.remote(self.replica_id, traceback.format_exc()),
                     timeout=10)
             raise
         self.ready_at = time.time()
@@ -262,7 +263,7 @@ class ModelReplica:
         latency = self._latency_ms(samples=self._service)
         self._ray_metrics.queue(self._batcher.queue_length)
         return {"latency_ms": latency or 0.0, "queue": float(self._batcher.queue_length),
-                "arrival_rps": self._arrival_rps(), "service_ms": self._estimate_service_ms()}
+                "arrival_rps": self._arrival_rps(), "service_ms": self.service_ms()}
 
     def _arrival_rps(self) -> float:
         """The endpoint's arrival rate as the ingress last counted it (it sees every request,
@@ -271,7 +272,7 @@ class ModelReplica:
             return 0.0
         return self._demand[1]
 
-    def _estimate_service_ms(self) -> float:
+    def service_ms(self) -> float:
         """Device ms per request at the best batch; the last estimate while no batch ran lately
         (so a burst after a quiet spell is sized at once); 0 before any batch ran."""
         cutoff = time.monotonic() - SERVICE_WINDOW_S
@@ -288,7 +289,7 @@ class ModelReplica:
                     "cold_starts": self._cold, "service_ms": self._service_ms,
                     "max_batch": self._max_batch}
         self._unsent, self._cold = [], []
-        self._store.report.remote(self.replica_id, snapshot)
+        self.store.report.remote(self.replica_id, snapshot)
 
     def check_health(self) -> None:
         """Serve's health check; a replica whose metrics store vanished is still healthy."""

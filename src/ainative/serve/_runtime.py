@@ -19,7 +19,7 @@ from ray import serve
 
 from ainative import errors
 from ainative.policy import autoscaling
-from ainative.serve import _autoscale, _ingress, _metrics, _replica
+from ainative.serve import _autoscale, _fastpath, _ingress, _metrics, _replica
 
 NAMESPACE = "ainative"
 ROUTER_ENV = {"RAY_SERVE_ROUTER_RETRY_MAX_BACKOFF_S": "0.05"}
@@ -141,8 +141,9 @@ def serve_autoscaling(config: Any, capacity: tuple[str, int] | None = None) -> d
 
 
 def build_app(endpoint: Any, model: Any, capacity: tuple[str, int] | None = None) -> Any:
-    """The two-deployment application: ingress -> model replicas. ``capacity``: see
-    ``serve_autoscaling``; replicas then report their accelerator utilisation to that board."""
+    """The application: ingress -> model replicas, or with ``endpoint.fast_path`` the model
+    replicas alone, each its own edge (one hop). ``capacity``: see ``serve_autoscaling``;
+    replicas then report their accelerator utilisation to that board."""
     batching, auto = endpoint.batching, endpoint.autoscaling
     spec = {"name": endpoint.name, "store_name": store_name(endpoint.name),
             "namespace": NAMESPACE, "model": model, "batching": batching,
@@ -155,13 +156,16 @@ def build_app(endpoint: Any, model: Any, capacity: tuple[str, int] | None = None
     # Enough in flight per replica to fill batches; past that the router queues (and counts).
     max_batch = batching.max_batch_size if batching else 1
     max_ongoing = max(4 * max_batch, math.ceil(4 * auto.target_concurrency), 16)
+    body = _fastpath.FastReplica if endpoint.fast_path else _replica.ModelReplica
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # metrics_interval_s is deprecated
-        model_dep = serve.deployment(_replica.ModelReplica).options(  # type: ignore[attr-defined]
+        model_dep = serve.deployment(body).options(  # type: ignore[attr-defined]
             name=f"{endpoint.name}-model", ray_actor_options=_replica_options(endpoint),
             max_ongoing_requests=max_ongoing, autoscaling_config=serve_autoscaling(auto, capacity),
             health_check_period_s=1.0, health_check_timeout_s=10.0,
             graceful_shutdown_wait_loop_s=0.2, graceful_shutdown_timeout_s=30.0)
+    if endpoint.fast_path:
+        return model_dep.bind(spec)
     ingress_dep = serve.deployment(_ingress.Ingress).options(  # type: ignore[attr-defined]
         name=f"{endpoint.name}-ingress", num_replicas=1, max_ongoing_requests=4096,
         # On the head, with the HTTP proxy it answers for: a single ingress on a worker node made

@@ -1,9 +1,11 @@
 """``ai.Endpoint(...).deploy()`` -> :class:`EndpointHandle`: an inference endpoint on Ray Serve.
 
 Everything the user passes is validated here, before Ray or Serve is touched; the Serve-facing
-parts live in ``_runtime`` (control plane), ``_ingress`` (HTTP and retries), ``_replica`` (model
-and batching), ``_autoscale`` (policy adapter), ``_metrics`` (per-endpoint metrics store) and
-``_capacity`` (the leases behind the replicas when a scheduler or cost guard admits work).
+parts live in ``_runtime`` (control plane), ``_edge`` (HTTP checks and answers), ``_ingress``
+(the edge as its own deployment, with retries), ``_fastpath`` (the edge in the replica: one hop),
+``_replica`` (model and batching), ``_autoscale`` (policy adapter), ``_metrics`` (per-endpoint
+metrics store) and ``_capacity`` (the leases behind the replicas when a scheduler or cost guard
+admits work).
 """
 
 from __future__ import annotations
@@ -56,14 +58,27 @@ class EndpointMetrics:
 
 
 class Endpoint:
-    """An inference endpoint declared by its model, resources and service level."""
+    """An inference endpoint declared by its model, resources and service level.
+
+    ``fast_path=True`` serves with one hop: Serve's HTTP proxy calls the model replica directly,
+    and the replica makes the ingress's checks and answers itself (405, 401, 413, 408, 400, shed
+    503 with Retry-After, 504, 500 with an error id, the arrival count the autoscaler reads), the
+    same code and the same answers as the ingress. It saves a proxy-to-replica hop a request (for
+    a sub-millisecond model, most of its latency). What only the ingress gives is then lost: a
+    request in flight on a replica that dies is not retried (``idempotent`` has no effect; the
+    client sees Serve's own 500 or a dropped connection and must retry itself), and requests Serve's
+    proxy holds back while every replica is at ``max_ongoing_requests`` are neither counted as
+    arrivals nor shed until a replica takes them. Off by default (never chosen automatically: a
+    model's service time is unknown until its replicas run, and switching paths redeploys the
+    application). See docs/serving.md, "One hop for small models".
+    """
 
     def __init__(self, model: Callable[[], Any], *, name: str, route: str | None = None,
                  resources: Resources | None = None, batching: BatchingConfig | None = None,
                  autoscaling: AutoscalingConfig | None = None, queue: str | None = None,
                  idle: Any = None, idempotent: bool = True, max_request_bytes: int = 1 << 20,
                  request_timeout_s: float = 60.0, auth: TokenAuth | None = None,
-                 budget: Budget | None = None) -> None:
+                 budget: Budget | None = None, fast_path: bool = False) -> None:
         _check_model(model)
         if not isinstance(name, str) or not _NAME.match(name):
             raise errors.ConfigError(
@@ -94,6 +109,8 @@ class Endpoint:
                                      value=request_timeout_s)
         _check_type("auth", auth, TokenAuth, "ainative.TokenAuth(secret_env=...)")
         _check_type("budget", budget, Budget, "ainative.Budget(usd=..., action='min_replicas')")
+        cfg.require_type("Endpoint", "fast_path", fast_path, bool,
+                         example="fast_path=True (one hop, no ingress) or False (the default)")
         self.budget = budget
         self.model = model
         self.name = name
@@ -107,11 +124,13 @@ class Endpoint:
         self.max_request_bytes = max_request_bytes
         self.request_timeout_s = float(request_timeout_s)
         self.auth = auth
+        self.fast_path = fast_path
 
     def __repr__(self) -> str:
         return (f"Endpoint(name={self.name!r}, route={self.route!r}, "
                 f"resources={self.resources.describe()}, batching={self.batching}, "
-                f"autoscaling={self.autoscaling})")
+                f"autoscaling={self.autoscaling}"
+                + (", fast_path=True)" if self.fast_path else ")"))
 
     def deploy(self, *, timeout_s: float = 120.0) -> EndpointHandle:
         """Start the endpoint and wait until its first replicas have loaded the model.
@@ -187,7 +206,7 @@ class EndpointHandle:
         """One request (a JSON-serialisable value) -> its result; EndpointError on failure."""
         from ray import serve
 
-        from ainative.serve import _ingress, _runtime
+        from ainative.serve import _edge, _runtime
 
         auth = self.endpoint.auth
         token = auth.token() if auth is not None else None
@@ -196,7 +215,7 @@ class EndpointHandle:
         wait = timeout_s if timeout_s is not None else self.endpoint.request_timeout_s + 5.0
         status, value = _blocking(lambda: handle.predict.remote(x, token).result(timeout_s=wait))
         if status != "ok":
-            code = _ingress.HTTP_STATUS[status]
+            code = _edge.HTTP_STATUS[status]
             raise errors.EndpointError(f"endpoint {self.name!r} answered {code} ({status}): "
                                        f"{value}", status_code=code, status=status, reason=value)
         return value

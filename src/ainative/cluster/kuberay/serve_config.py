@@ -5,7 +5,8 @@
     ai.Endpoint ──► endpoint_args()        {model: "pkg.mod:factory", resources, batching, ...}
          │                                        │ (the builder's args)
          └──► endpoint_application() ──► {import_path: ainative.kuberay_serve:build,
-                                          args, deployments: [<name>-model, <name>-ingress]}
+                                          args, deployments: [<name>-ingress, <name>-model]}
+                                          (fast_path: [<name>-model] alone, no ingress)
 
 In the cluster, Serve calls the builder with ``args``; it rebuilds the Endpoint and returns the
 very application ``Endpoint.deploy()`` runs (``serve/_runtime.build_app``: ingress -> model
@@ -70,6 +71,7 @@ def endpoint_args(endpoint: Any) -> dict[str, Any]:
         "autoscaling": endpoint.autoscaling.to_dict(),
         "idempotent": endpoint.idempotent, "max_request_bytes": endpoint.max_request_bytes,
         "request_timeout_s": endpoint.request_timeout_s,
+        "fast_path": bool(getattr(endpoint, "fast_path", False)),
     }
 
 
@@ -104,6 +106,8 @@ def deployments(endpoint: Any) -> list[dict[str, Any]]:
                "ray_actor_options": {"num_cpus": 0, "resources": {HEAD_RESOURCE: 0.001},
                                      "runtime_env": {"env_vars": dict(ROUTER_ENV)}},
                "graceful_shutdown_wait_loop_s": 0.2}
+    if getattr(endpoint, "fast_path", False):
+        return [model]      # one hop: the proxy calls the replicas, which make the edge's checks
     return [ingress, model]
 
 
