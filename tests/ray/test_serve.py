@@ -55,10 +55,10 @@ def serve_cluster(ray_local):
     serve.shutdown()
 
 
-def load(url, *, threads, count, seconds, payload=1, until=None):
+def load(url, *, threads, count, seconds, payload=1, until=None, record=None):
     """Closed-loop load on 127.0.0.1, bounded by request count and time, ended early once the
-    ``until`` event is set. -> status codes"""
-    codes: list[int] = []
+    ``until`` event is set. -> status codes (also appended to ``record`` as they come)"""
+    codes: list[int] = [] if record is None else record
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
     per = count // threads
@@ -211,6 +211,89 @@ def test_replica_killed_under_load_is_replaced(serve_cluster):
     finally:
         h.delete()
     assert _runtime.replica_actor_names("crashy") == []
+
+
+def test_fast_path_replica_killed_under_load_fails_only_what_it_held(serve_cluster):
+    """A replica killed under closed-loop load on the one-hop path: at most the requests it was
+    running fail (no retry; Serve's proxy re-routes the ones it was still routing), with no
+    answer of ours among them; the other replica and the replacement serve everything else."""
+    ep = ai.Endpoint(sleepy(a_ms=5), name="crashy-fast", resources=ai.Resources(cpus=0.5),
+                     batching=ai.BatchingConfig(max_batch_size=8, max_wait_ms=2),
+                     autoscaling=ai.AutoscalingConfig(min_replicas=2, max_replicas=2),
+                     fast_path=True)
+    h = ep.deploy()
+    try:
+        result: list[int] = []
+        loader = threading.Thread(target=lambda: load(h.url, threads=6, count=600, seconds=6,
+                                                      record=result))
+        loader.start()
+        wait_for(lambda: len(result) >= 20, 30, "the load to be under way")
+        victims = [n for n in _runtime.replica_actor_names("crashy-fast") if "crashy-fast-model" in n]
+        assert len(victims) == 2
+        ray.kill(ray.get_actor(victims[0], namespace="serve"), no_restart=True)
+        loader.join(30)
+        failed = [c for c in result if c != 200]
+        # At most the six clients' requests then in flight fail (each client sends one at a
+        # time), and none of them with an answer of ours: no 503 "unavailable" from an edge.
+        assert len(result) > 100 and len(failed) <= 6, (len(result), failed)
+        assert set(failed) <= {500, 502, -1}, failed
+        wait_for(lambda: h.metrics().replicas_running == 2
+                 and victims[0] not in _runtime.replica_actor_names("crashy-fast"), 30,
+                 "the dead replica to be replaced")
+        assert h.predict(1) == 2
+    finally:
+        h.delete()
+    assert _runtime.replica_actor_names("crashy-fast") == []
+
+
+def slow_on_request():
+    """A factory: ``{"sleep": s}`` sleeps s seconds, anything else is doubled."""
+    def model(x):
+        if isinstance(x, dict):
+            time.sleep(float(x["sleep"]))
+            return "slept"
+        return x * 2
+    return model
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["ingress", "fast_path"])
+def test_a_request_in_flight_on_a_killed_replica(serve_cluster, fast):
+    """The one difference in failure behaviour between the paths (docs/serving.md): the ingress
+    retries a request whose replica died on the replacement (200); on the one-hop path nothing
+    retries it, and the client gets an error."""
+    name = "inflight-fast" if fast else "inflight"
+    h = ai.Endpoint(slow_on_request, name=name, resources=ai.Resources(cpus=0.5),
+                    autoscaling=ai.AutoscalingConfig(min_replicas=1, max_replicas=1),
+                    request_timeout_s=90, fast_path=fast).deploy()
+    store = ray.get_actor(_runtime.store_name(name), namespace=_runtime.NAMESPACE)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(requests.post, h.url, json={"sleep": 3}, timeout=120)
+            wait_for(lambda: ray.get(store.summary.remote())["ongoing"] >= 1, 30,
+                     "the slow request to be on the replica")
+            (victim,) = [n for n in _runtime.replica_actor_names(name) if f"{name}-model" in n]
+            ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+            code = _code(answer)
+        # ingress: retried once (idempotent) and answered by the replacement; one hop: Serve's
+        # proxy answers with its own 500 (or the connection drops: -1)
+        assert code == 200 if not fast else code in (500, -1), code
+        wait_for(lambda: _answers(h), 60, "the replacement replica to serve")
+    finally:
+        h.delete()
+
+
+def _code(future):
+    try:
+        return future.result().status_code
+    except requests.RequestException:
+        return -1
+
+
+def _answers(h):
+    try:
+        return h.predict(1, timeout_s=5) == 2
+    except Exception:
+        return False
 
 
 def test_update_rolls_without_dropping_requests(serve_cluster):
