@@ -27,7 +27,7 @@ class Store:
         async def capacity() -> float:
             return capacity_rps
         self.capacity = types.SimpleNamespace(remote=capacity)
-        self.report_ingress = types.SimpleNamespace(
+        self.report_edge = types.SimpleNamespace(
             remote=lambda counters, source: self.pushed.append((counters, source)))
 
 

@@ -354,9 +354,9 @@ def _edge_window():
 
 def test_the_metrics_store_adds_up_the_counters_of_every_edge():
     store = _metrics.MetricsStore("m")
-    store.report_ingress({"http_4xx": 2, "shed": 1}, "replica-a")
-    store.report_ingress({"http_4xx": 3, "shed": 0}, "replica-b")
-    store.report_ingress({"http_4xx": 4, "shed": 5}, "replica-a")   # cumulative: replaces a's
+    store.report_edge({"http_4xx": 2, "shed": 1}, "replica-a")
+    store.report_edge({"http_4xx": 3, "shed": 0}, "replica-b")
+    store.report_edge({"http_4xx": 4, "shed": 5}, "replica-a")   # cumulative: replaces a's
     summary = store.summary()
     assert summary["http_4xx"] == 7 and summary["shed"] == 5
 

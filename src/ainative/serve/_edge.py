@@ -242,7 +242,7 @@ class Edge:
         now = time.monotonic()
         if now - self._last_push >= PUSH_EVERY_S:
             self._last_push = now
-            self._store.report_ingress.remote(dict(self.counters), self._source)
+            self._store.report_edge.remote(dict(self.counters), self._source)
 
 
 class Flow:

@@ -47,7 +47,7 @@ class MetricsStore:
         while self._latencies and self._latencies[0][0] < cutoff:
             self._latencies.popleft()
 
-    def report_ingress(self, counters: dict[str, float], source: str = "ingress") -> None:
+    def report_edge(self, counters: dict[str, float], source: str) -> None:
         """An edge's cumulative counters (4xx, 5xx, shed, retries): the ingress's, or each
         one-hop replica's; the summary adds them up over sources."""
         self._edges[source] = dict(counters)
