@@ -7,7 +7,8 @@ with the fault suite's health-check settings (``netns.FAST_FAILURE_CONFIG``). Bo
 standing in for compute) with the same checkpoints: every ``--ckpt-every`` steps rank 0 saves
 model, optimiser and step to a fresh directory and every rank reports it. An actor holds one CPU
 on each node until the fault, so the two ranks start one per node; once rank 0 has done
-``--fault-step`` steps the node of rank 1 is partitioned (its veth link down) and the holder on
+``--fault-step`` steps and the job has trained for ``--warm-up-s`` (a job fails while it runs, not
+while it starts) the node of rank 1 is partitioned (its veth link down) and the holder on
 the surviving node is killed, so that a 2-rank group fits there again: both systems restart the
 whole group on the survivor from their last checkpoint. Alternated per repetition (ours, then
 Ray Train); after each run the partitioned node is healed and replaced (a new Ray node in the same
@@ -129,7 +130,8 @@ def ray_train_fn(cfg: dict[str, Any]) -> None:
 def ours_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {"workers": 2, "resources": {"cpus": 1}, "placement": "PACK",
             "checkpoint": {"keep": 2},
-            "failure": {"max_restarts": 3, "progress_timeout_s": 60.0, "collective_timeout_s": 30.0},
+            "failure": {"max_restarts": 3, "progress_timeout_s": 60.0, "collective_timeout_s": 30.0,
+                        "standby_workers": 2},
             "gloo": "ainative pins GLOO_SOCKET_IFNAME to the interface holding the node's IP"}
 
 
@@ -148,7 +150,8 @@ def start_ours(cfg: dict[str, Any], name: str) -> Any:
     job = ai.TrainJob(ours_fn, workers=2, resources=ai.Resources(cpus=1), config=cfg, name=name,
                       checkpoint=ai.CheckpointConfig(path=str(Path(cfg["scratch"]) / "ours"), keep=2),
                       failure=ai.FailureConfig(max_restarts=3, progress_timeout_s=60.0,
-                                               collective_timeout_s=30.0), progress=False)
+                                               collective_timeout_s=30.0, standby_workers=2),
+                      progress=False)
     handle = job.submit()
     return lambda: handle.wait(timeout_s=600).status
 
@@ -208,8 +211,14 @@ def run_once(cluster: Any, system: str, rep: int, args: argparse.Namespace, work
     load_before = os.getloadavg()[0]
     t_start = time.time()
     wait = SYSTEMS[system](cfg, name)
-    _wait("rank 0 past the fault step",
-          lambda: any(r["step"] >= args.fault_step for r in _rows(out / "steps.jsonl")), 300)
+    # The fault comes at rank 0's step >= --fault-step once the job has trained for --warm-up-s
+    # (a job fails after running a while, not during its start-up), the same for both systems.
+    def past_fault_point() -> bool:
+        rows = _rows(out / "steps.jsonl")
+        return bool(rows) and rows[-1]["step"] >= args.fault_step and \
+            time.time() - rows[0]["ts"] >= args.warm_up_s
+
+    _wait("rank 0 past the fault step and the warm-up", past_fault_point, 300)
     ranks = {r["rank"]: r["node"] for r in _rows(out / "ranks.jsonl")}
     victim = next(n for n in cluster.nodes if n.node_id == ranks[1])
     survivor = next(n for n in cluster.nodes if n is not victim)
@@ -290,7 +299,9 @@ def summarize(rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--warm-up-s", type=float, default=10.0,
+                        help="seconds of training before the fault (both systems)")
     parser.add_argument("--ckpt-every", type=int, default=5)
     parser.add_argument("--fault-step", type=int, default=18)
     parser.add_argument("--slow-s", type=float, default=0.05)
@@ -343,6 +354,7 @@ def write(args: argparse.Namespace, rows: dict[str, list[dict[str, Any]]],
     result = {
         "benchmark": "faults", "reps": args.reps,
         "job": {"steps": args.steps, "ckpt_every": args.ckpt_every, "fault_step": args.fault_step,
+                "warm_up_s": args.warm_up_s,
                 "slow_s": args.slow_s, "model": "Linear(4,1) DDP, gloo, batch 16", "ranks": 2},
         "cluster": {"head_cpus": 0, "workers": "2 namespace nodes x 2 CPUs", "fault": "partition "
                     "(veth down) of rank 1's node; the survivor's CPU holder killed at the fault",

@@ -106,7 +106,7 @@ def test_trainjob_survives_a_partitioned_node_from_its_last_checkpoint(netns_clu
                       config={"steps": 100_000, "ckpt_every": 5, "slow_s": 0.05},
                       checkpoint=ai.CheckpointConfig(path=str(tmp_path / "ckpt")),
                       failure=ai.FailureConfig(max_restarts=3, progress_timeout_s=60.0,
-                                               collective_timeout_s=30.0))
+                                               collective_timeout_s=30.0, standby_workers=1))
     handle = job.submit()
     try:
         snap = _progress_wait(handle, "2 workers on 2 nodes and a checkpoint", lambda s: (
@@ -138,6 +138,9 @@ def test_trainjob_survives_a_partitioned_node_from_its_last_checkpoint(netns_clu
     # resumed from a committed checkpoint, and from none older than the last one before the fault
     assert resumed_at % 5 == 0 and resumed_at >= committed_before, (resumed_at, committed_before)
     assert max(steps[:first_one]) - resumed_at < 5 + 1 + 20  # only uncommitted steps are re-run
+    # the resumed rank is the warm spare kept on the surviving node (FailureConfig.standby_workers)
+    running = [e for e in handle.events() if e["event"] == "running"]
+    assert len(running) == 2 and running[1].get("standby_workers_adopted") == 1, running
 
 
 @pytest.mark.timeout(180)

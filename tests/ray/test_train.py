@@ -46,7 +46,10 @@ def regression_fn(config):
     fault = config.get("fault") or {}
     shard = ai.train.get_dataset_shard("train") if config.get("use_data") else None
     for step in range(start, config["steps"]):
-        if fault and ctx.rank == fault["rank"] and step == fault["step"] and ctx.restarts == 0:
+        if fault.get("kind") == "kill_on_file" and ctx.rank == fault["rank"] and ctx.restarts == 0 \
+                and os.path.exists(fault["path"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        if fault.get("step") == step and ctx.rank == fault["rank"] and ctx.restarts == 0:
             if fault["kind"] == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
             if fault["kind"] == "raise":
@@ -75,7 +78,9 @@ def regression_fn(config):
         flat = torch.cat([p.detach().flatten() for p in model.parameters()]).tolist()
         with open(os.path.join(config["out_dir"], f"rank{ctx.rank}.json"), "w") as f:
             json.dump({"params": flat, "world_size": ctx.world_size, "local_rank": ctx.local_rank,
-                       "node_rank": ctx.node_rank, "device": str(ctx.device)}, f)
+                       "node_rank": ctx.node_rank, "device": str(ctx.device), "pid": os.getpid(),
+                       "gpu_ids": list(ctx.gpu_ids),
+                       "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}, f)
 
 
 def _job(tmp_path, name, **overrides):
@@ -191,6 +196,83 @@ def test_preempted_job_requeues_and_resumes_from_its_checkpoint(ray_local, tmp_p
     assert resumed["step"] == stopped_at
     # no committed step lost and none run twice: the history is every step once, in order
     assert [row["step"] for row in result.history] == list(range(1, 201))
+
+
+def _standby_job(tmp_path, name, fault):
+    out = tmp_path / "out"
+    out.mkdir()
+    job = _job(tmp_path, name, config={"steps": 40, "out_dir": str(out), "fault": fault},
+               resources=ai.Resources(cpus=0.5, accelerator=ai.Accelerator("H100")),
+               failure=ai.FailureConfig(standby_workers=1))
+    return job, out
+
+
+def _standbys(job_name):
+    """Handles of the job's live warm spares (named ``ainative-standby-<job>-<id>``)."""
+    import ray
+
+    return [ray.get_actor(a["name"], namespace=a["namespace"])
+            for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["name"].startswith(f"ainative-standby-{job_name}-")]
+
+
+def test_restart_adopts_a_warm_standby_with_its_bundles_gpu(ray_local, tmp_path, no_leaks):
+    job, out = _standby_job(tmp_path, "standby", {"kind": "kill", "rank": 1, "step": 25})
+    result = job.run()
+    assert result.status == "succeeded" and result.restarts == 1
+    steps = [row["step"] for row in result.history]
+    assert all(steps.count(s) == 1 for s in list(range(1, 21)) + list(range(26, 41))), steps
+    running = [e for e in _events.read("standby") if e["event"] == "running"]
+    assert "standby_workers_adopted" not in running[0]
+    # rank 0's process restarted in place; the killed rank 1 became the standby process
+    assert running[1]["reused_workers"] == 1 and running[1]["standby_workers_adopted"] == 1
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["params"] == ranks[1]["params"]
+    # the adopted process holds no GPU of its own: it was given its bundle's (one, not rank 0's)
+    ids = [r["gpu_ids"] for r in ranks]
+    assert [len(i) for i in ids] == [1, 1] and ids[0] != ids[1], ids
+    visible = ",".join(sorted(ids[0] + ids[1], key=lambda g: (len(g), g)))
+    assert [r["cuda_visible_devices"] for r in ranks] == [visible, visible]
+    # no_leaks: the job's spares went with it
+
+
+def test_a_dead_standby_is_replaced_by_a_new_worker(ray_local, tmp_path, no_leaks):
+    trigger = tmp_path / "kill-now"
+    job, out = _standby_job(tmp_path, "standby-gone",
+                            {"kind": "kill_on_file", "rank": 1, "path": str(trigger)})
+    job.config["steps"], job.config["slow_s"] = 100_000, 0.05
+    handle = job.submit()
+    try:
+        deadline = time.monotonic() + 60
+        spares = []
+        while not spares and time.monotonic() < deadline:
+            spares = _standbys("standby-gone")
+            time.sleep(0.2)
+        assert len(spares) == 1, "the standby never started"
+        import ray
+
+        ray.kill(spares[0], no_restart=True)
+        while _standbys("standby-gone") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        trigger.touch()
+        running, resumed_at = [], None
+        while time.monotonic() < deadline:
+            running = [e for e in _events.read("standby-gone") if e["event"] == "running"]
+            step = handle.progress()["step"]
+            if len(running) == 2 and resumed_at is None:
+                resumed_at = step
+            if resumed_at is not None and step >= resumed_at + 3:
+                break
+            assert not handle.progress()["state"].startswith(("failed", "succeeded")), handle.progress()
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"no steps after a second start: {handle.progress()}")
+    finally:
+        handle.stop(reason="test-done", grace_s=10)
+    result = handle.wait(timeout_s=60)
+    assert result.status == "stopped: test-done" and result.restarts == 1
+    # the dead spare was handed out and failed its info(); a new actor took the rank instead
+    assert "standby_workers_adopted" not in running[1] and running[1]["reused_workers"] == 1
 
 
 def chatty_fn(config):

@@ -124,6 +124,10 @@ class Controller:
         self.preemptions = 0
         self.ray_metrics = _metrics.JobMetrics(spec.name)
         self._lock = threading.Lock()
+        self.standby: _group.Standbys | None = None      # warm spares (FailureConfig.standby_workers)
+        if spec.failure.standby_workers and self.group_class is _group.WorkerGroup:
+            self.standby = _group.Standbys(spec.name, float(spec.resources.cpus),
+                                           spec.failure.standby_workers)
         latest = spec.storage.latest()
         self.checkpoint: str | None = spec.storage.uri_of(latest) if latest is not None else None
 
@@ -139,6 +143,13 @@ class Controller:
 
     def run(self) -> TrainResult:
         """Run attempts until the job succeeds, is stopped, or the policy gives up (raises)."""
+        try:
+            return self._run()
+        finally:
+            if self.standby is not None:
+                self.standby.shutdown()
+
+    def _run(self) -> TrainResult:
         resize_to: int | None = None
         kept: Any = None  # a group whose warm processes the next attempt reuses
         while True:
@@ -237,8 +248,12 @@ class Controller:
             self.world_size = len(group)
             self.nodes = [slot.node_id for slot in group.slots]
             self.ray_metrics.world_size(len(group))
+            adopted = len(getattr(group, "adopted", ()))
             self._transition(State.RUNNING, world_size=len(group), restarts=self.restarts,
-                             checkpoint=self.checkpoint, reused_workers=reused)
+                             checkpoint=self.checkpoint, reused_workers=reused,
+                             **({"standby_workers_adopted": adopted} if adopted else {}))
+            if self.standby is not None:
+                self.standby.replenish(self.nodes)
             outcome = self._supervise(group)
             if outcome.failure is not None and outcome.failure.kind is fp.FailureKind.SYSTEM:
                 reuse = self._survivors(group)
@@ -327,7 +342,8 @@ class Controller:
                 return self.group_class.start(
                     job_name=spec.name, resources=spec.resources, size=size,
                     strategy=spec.placement, timeout_s=left, spec_for=spec_for,
-                    reserve_timeout_s=probe, should_stop=self._stop_while_starting)
+                    reserve_timeout_s=probe, should_stop=self._stop_while_starting,
+                    standby=self.standby)
             except (errors.InfeasibleError, errors.PlacementTimeoutError):
                 if size <= spec.min_workers or time.monotonic() >= deadline:
                     raise

@@ -7,6 +7,12 @@
          └─> N actors created at once ─> info() x N (node, IP, GPU ids, rank 0's free port)
                                               └─> start(spec) x N ─> train threads rendezvous
     controller ── poll() x N every ~0.1 s ──> reports (rank 0), states, log lines, progress age
+
+With ``FailureConfig(standby_workers=k)`` the controller keeps k warm spare processes on each node
+of the running gang (``Standbys``: torch imported, no resources). A later gang adopts a spare on a
+bundle's node instead of creating an actor, so a restart skips process start and ``import torch``;
+the bundle's resources stay reserved by the placement group, and its GPU ids come from a short task
+in the bundle (what a fresh actor would have been given).
 """
 
 from __future__ import annotations
@@ -101,12 +107,69 @@ def _remote_class() -> Any:
     return _REMOTE[0]
 
 
+def _bundle_gpu_ids() -> list[str]:
+    import ray
+
+    return [str(g) for g in ray.get_gpu_ids()]
+
+
+class Standbys:
+    """Warm spare worker processes of one job: ``per_node`` on each node it runs on. A spare is a
+    TrainWorker actor with no resources (pinned to its node), importing torch from the moment it
+    starts; ``take`` hands one over to a new gang, ``replenish`` tops the nodes up again."""
+
+    def __init__(self, job_name: str, cpus: float, per_node: int) -> None:
+        self.job_name, self.cpus, self.per_node = job_name, cpus, per_node
+        self._by_node: dict[str, list[Any]] = {}
+
+    def take(self, node_id: str) -> Any | None:
+        spares = self._by_node.get(node_id)
+        return spares.pop() if spares else None
+
+    def count(self) -> int:
+        return sum(len(v) for v in self._by_node.values())
+
+    def replenish(self, nodes: list[str]) -> None:
+        """``per_node`` spares on each of ``nodes`` (started in the background); spares on other
+        nodes (the job left them, or they died) are killed."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        wanted = list(dict.fromkeys(nodes))
+        for node in [n for n in self._by_node if n not in wanted]:
+            _kill(self._by_node.pop(node))
+        for node in wanted:
+            spares = self._by_node.setdefault(node, [])
+            while len(spares) < self.per_node:
+                strategy = NodeAffinitySchedulingStrategy(node, soft=False)
+                spares.append(_remote_class().options(
+                    num_cpus=0, max_restarts=0, scheduling_strategy=strategy,
+                    name=f"ainative-standby-{self.job_name}-{uuid.uuid4().hex[:8]}").remote(
+                        self.job_name, -1, self.cpus))
+
+    def shutdown(self) -> None:
+        for spares in self._by_node.values():
+            _kill(spares)
+        self._by_node = {}
+
+
+def _kill(actors: list[Any]) -> None:
+    import ray
+
+    for actor in actors:
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception as exc:
+            logger.debug("kill of a train worker failed: %s", exc)
+
+
 class WorkerGroup:
     """A gang and its actors. ``start`` releases everything it took when it fails."""
 
     def __init__(self, gang: placement.Gang, actors: list[Any], slots: list[RankSlot]) -> None:
         self.gang, self.actors, self.slots = gang, actors, slots
         self.job_name, self.cpus = "", 1.0
+        self.standby: Standbys | None = None
+        self.adopted: set[int] = set()        # ranks whose actor is an adopted standby
         self.infos: list[dict[str, Any]] = []
         self._acks: dict[str, int] = {}      # actor id -> seq of the last poll reply received
 
@@ -117,7 +180,8 @@ class WorkerGroup:
     def start(cls, *, job_name: str, resources: res.Resources, size: int, strategy: str,
               timeout_s: float, spec_for: Callable[[RankSlot], dict[str, Any]],
               reserve_timeout_s: float | None = None,
-              should_stop: Callable[[], bool] | None = None) -> WorkerGroup:
+              should_stop: Callable[[], bool] | None = None,
+              standby: Standbys | None = None) -> WorkerGroup:
         """Reserve the gang and start its workers; ``should_stop`` is asked about twice a second
         while they start (process start and imports take seconds on a busy node) and ends the
         start with StartInterrupted, everything released."""
@@ -125,6 +189,7 @@ class WorkerGroup:
                                  timeout_s=reserve_timeout_s or timeout_s,
                                  name=f"ainative-train-{job_name}-{uuid.uuid4().hex[:6]}")
         group = cls(gang, [], [])
+        group.standby = standby
         try:
             group._launch(job_name, resources, timeout_s, spec_for, should_stop)
         except BaseException:
@@ -141,9 +206,52 @@ class WorkerGroup:
         self._rendezvous(timeout_s, spec_for, should_stop)
 
     def _new_actor(self, slot: RankSlot) -> Any:
+        """A warm standby on the slot's node when there is one, else a new actor in its bundle."""
+        spare = self.standby.take(slot.node_id) if self.standby is not None else None
+        if spare is not None:
+            self.adopted.add(slot.rank)
+            return spare
+        self.adopted.discard(slot.rank)
+        return self._fresh_actor(slot)
+
+    def _fresh_actor(self, slot: RankSlot) -> Any:
         opts = self.gang.actor_options(slot.bundle)
         return _remote_class().options(**opts, max_restarts=0).remote(
             self.job_name, slot.rank, self.cpus)
+
+    def _infos(self, timeout_s: float, should_stop: Callable[[], bool] | None) -> list[dict[str, Any]]:
+        """``info()`` of every rank. An adopted standby that died (say, its memory was reclaimed)
+        is replaced by a new actor in its bundle; an adopted rank whose bundle has GPUs gets the
+        bundle's GPU ids from a short task placed in it."""
+        import ray
+
+        refs = [a.info.remote(s.rank == 0, s.rank) for a, s in zip(self.actors, self.slots,
+                                                                     strict=True)]
+        gpu_refs: dict[int, Any] = {}
+        for rank in sorted(self.adopted):
+            opts = self.gang.actor_options(self.slots[rank].bundle)
+            if opts.get("num_gpus"):
+                gpu_refs[rank] = ray.remote(_bundle_gpu_ids).options(**opts).remote()
+        try:
+            infos = _get(refs, timeout_s, should_stop)
+        except ray.exceptions.RayActorError:
+            infos = []
+            for rank, ref in enumerate(refs):
+                try:
+                    infos.append(ray.get(ref, timeout=timeout_s))
+                except ray.exceptions.RayActorError:
+                    if rank not in self.adopted:
+                        raise
+                    logger.info("standby for rank %d of %s is gone; starting a new worker",
+                                rank, self.job_name)
+                    self.adopted.discard(rank)
+                    self.actors[rank] = self._fresh_actor(self.slots[rank])
+                    gpu_refs.pop(rank, None)
+                    infos.append(ray.get(self.actors[rank].info.remote(rank == 0, rank),
+                                         timeout=timeout_s))
+        for rank, ref in gpu_refs.items():
+            infos[rank] = dict(infos[rank], gpu_ids=ray.get(ref, timeout=timeout_s))
+        return infos
 
     def restart_in_place(self, keep: set[int], timeout_s: float,
                          spec_for: Callable[[RankSlot], dict[str, Any]],
@@ -165,9 +273,7 @@ class WorkerGroup:
                     should_stop: Callable[[], bool] | None = None) -> None:
         import ray
 
-        self.infos = _get([a.info.remote(s.rank == 0) for a, s in zip(self.actors, self.slots,
-                                                                       strict=True)],
-                          timeout_s, should_stop)
+        self.infos = self._infos(timeout_s, should_stop)
         ips = [i["ip"] for i in self.infos]
         master = _dist.choose_master(ips[0], ips)
         devices = visible_devices(self.slots, [i["gpu_ids"] for i in self.infos])
@@ -218,12 +324,6 @@ class WorkerGroup:
 
     def shutdown(self) -> None:
         """Kill every actor and release the gang (idempotent, never raises)."""
-        import ray
-
-        for actor in self.actors:
-            try:
-                ray.kill(actor, no_restart=True)
-            except Exception as exc:
-                logger.debug("kill of a train worker failed: %s", exc)
+        _kill(self.actors)
         self.actors = []
         self.gang.release()

@@ -80,8 +80,12 @@ class TrainWorker:
     def __repr__(self) -> str:  # Ray prefixes forwarded log lines with this
         return f"TrainWorker({self.job_name}, rank={self.rank})"
 
-    def info(self, want_port: bool) -> dict[str, Any]:
+    def info(self, want_port: bool, rank: int | None = None) -> dict[str, Any]:
+        """Where this process runs; ``rank`` renames it (a warm standby adopted by a new gang)."""
         import ray
+
+        if rank is not None:
+            self.rank = rank
 
         ctx = ray.get_runtime_context()
         return {"node_id": ctx.get_node_id(), "ip": _dist.node_ip(), "pid": os.getpid(),

@@ -37,6 +37,11 @@ class FailureConfig:
     """torch.distributed timeout: a collective waiting on a dead peer errors after this long."""
     start_timeout_s: float = 60.0
     """How long to wait for the gang (placement group) when it could fit but does not yet."""
+    standby_workers: int = 0
+    """Warm spare processes kept on each node the job runs on (``torch`` imported, no resources
+    held): a restart adopts one for each new rank on that node instead of starting a process and
+    importing torch (seconds). Each costs a Python process with torch loaded; set it to the number
+    of ranks that could move onto one node when another dies. 0: off."""
 
     def __post_init__(self) -> None:
         config.require_int("FailureConfig", "max_restarts", self.max_restarts, minimum=0,
@@ -49,3 +54,5 @@ class FailureConfig:
                                allow_none=True)
         config.require_seconds("FailureConfig", "collective_timeout_s", self.collective_timeout_s)
         config.require_seconds("FailureConfig", "start_timeout_s", self.start_timeout_s)
+        config.require_int("FailureConfig", "standby_workers", self.standby_workers, minimum=0,
+                           maximum=64)
