@@ -26,6 +26,14 @@ def test_flags_become_an_endpoint():
     assert ep.resources.accelerator == ai.Accelerator("L4", count=0.5)
     assert ep.batching == ai.BatchingConfig(max_batch_size=8, max_wait_ms=2)
     assert ep.autoscaling.max_replicas == 3 and ep.autoscaling.latency_slo_ms == 80
+    assert ep.fast_path is False and ep.autoscaling.shed_over_slo is False
+
+
+def test_fast_path_and_shedding_flags():
+    ep = cli_serve.build_endpoint(parse("--model", f"{__name__}:echo_model", "--fast-path",
+                                        "--slo-ms", "50", "--shed-over-slo"))
+    assert ep.fast_path is True
+    assert ep.autoscaling.shed_over_slo is True and ep.autoscaling.latency_slo_ms == 50
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -34,6 +42,7 @@ def test_flags_become_an_endpoint():
     (["--model", f"{__name__}:echo_model", "--batch", "0"], "max_batch_size"),
     (["--model", f"{__name__}:echo_model", "--slo-ms", "0"], "latency_slo_ms"),
     (["--model", f"{__name__}:echo_model", "--gpu", "L4:half"], "--gpu"),
+    (["--model", f"{__name__}:echo_model", "--shed-over-slo"], "shed_over_slo"),
 ])
 def test_bad_flags_exit_2_with_the_field(argv, message, capsys):
     assert cli_main.main(["serve", *argv]) == 2

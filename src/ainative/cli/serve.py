@@ -16,7 +16,8 @@ def register(sub: Any) -> None:
         epilog="examples:\n"
                "  ainative serve --model examples.serve_classifier:classifier --route /iris\n"
                "  ainative serve --model mypkg.models:load --name clf --batch 32 --wait-ms 5 \\\n"
-               "      --min-replicas 1 --max-replicas 4 --slo-ms 100 --hold 3600")
+               "      --min-replicas 1 --max-replicas 4 --slo-ms 100 --hold 3600\n"
+               "  ainative serve --model mypkg.models:small --fast-path --slo-ms 50 --shed-over-slo")
     p.add_argument("--model", required=True, metavar="MODULE:FACTORY",
                    help="import path of the model factory (called once per replica)")
     p.add_argument("--name", default=None, help="endpoint name (default: the factory's name)")
@@ -31,6 +32,11 @@ def register(sub: Any) -> None:
     p.add_argument("--max-replicas", type=int, default=4)
     p.add_argument("--target-concurrency", type=float, default=4.0)
     p.add_argument("--slo-ms", type=float, default=None, help="latency SLO in ms (p99)")
+    p.add_argument("--shed-over-slo", action="store_true",
+                   help="answer 503 + Retry-After at once when a request cannot meet --slo-ms")
+    p.add_argument("--fast-path", action="store_true",
+                   help="one hop: Serve's proxy calls the model replica, which runs the checks "
+                        "(no ingress deployment; see docs/serving.md for what only the ingress gives)")
     p.add_argument("--hold", type=float, default=None, metavar="SECONDS",
                    help="keep serving this long, then delete the endpoint; default: return at "
                         "once on a joined cluster, serve until Ctrl-C on an embedded local Ray "
@@ -65,7 +71,9 @@ def build_endpoint(args: argparse.Namespace) -> Any:
         autoscaling=ai.AutoscalingConfig(min_replicas=args.min_replicas,
                                          max_replicas=args.max_replicas,
                                          target_concurrency=args.target_concurrency,
-                                         latency_slo_ms=args.slo_ms))
+                                         latency_slo_ms=args.slo_ms,
+                                         shed_over_slo=args.shed_over_slo),
+        fast_path=args.fast_path)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
