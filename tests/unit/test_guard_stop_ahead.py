@@ -19,9 +19,10 @@ PERIOD_S = 1.0
 
 
 def hook(cap: float, action: str = "stop", lookahead_s: float = PERIOD_S,
-         sink: list[g.Charge] | None = None) -> GuardrailsHook:
+         sink: list[g.Charge] | None = None, teardown_prior_s: float = 0.0) -> GuardrailsHook:
     rails = g.Guardrails(PRICES, queue_budgets={"q": pricing.Budget(usd=cap, action=action)},
-                         config=g.GuardrailConfig(lookahead_s=lookahead_s))
+                         config=g.GuardrailConfig(lookahead_s=lookahead_s,
+                                                  teardown_prior_s=teardown_prior_s))
     return GuardrailsHook(rails, on_charge=sink.extend if sink is not None else None)
 
 
@@ -31,14 +32,16 @@ def job(job_id: str, gpus: float, start_s: float, **meta) -> Job:
     return j
 
 
-def run_until_stopped(h: GuardrailsHook, jobs: list[Job], t: float, latency_s: float) -> float:
+def run_until_stopped(h: GuardrailsHook, jobs: list[Job], t: float, latency_s: float,
+                      teardown_s: float = 0.0) -> float:
     """Tick every period until a budget stop; end every stopped job after its latency (at most
-    its grace). Returns the time the last one ended."""
+    its grace) and then ``teardown_s`` more (it holds its GPUs until it is torn down). Returns
+    the time the last one ended."""
     ends: dict[str, float] = {}
     while not ends:
         for job_id, stop in h.on_tick(jobs, t):
             assert stop.reason == "budget"
-            ends[job_id] = t + min(latency_s, stop.grace_s)
+            ends[job_id] = t + min(latency_s, stop.grace_s) + teardown_s
         t += PERIOD_S
     for j in jobs:
         if j.job_id in ends:
@@ -69,6 +72,34 @@ def test_the_stop_latency_seen_moves_the_next_stop_earlier():
     later = job("b", 1.0, t)
     end = run_until_stopped(h, [later], t, latency_s=4.0)
     assert spent(h) <= before + 20.0 + 1e-6 and end - t <= 20.0
+
+
+def test_the_teardown_after_the_grace_is_paid_inside_the_budget():
+    # A job that never reaches a checkpoint in its grace is torn down after it, holding its GPU
+    # for 2 s more. Without an expected teardown the first budget stop overruns by it...
+    h = hook(cap=100.0)
+    run_until_stopped(h, [job("a", 1.0, 0.0)], 0.0, latency_s=60.0, teardown_s=2.0)
+    assert spent(h) > 100.0 + 1.0
+    # ...with one (the live scheduler's prior) the grace leaves room for it, and later stops
+    # use the teardown they saw
+    h = hook(cap=100.0, teardown_prior_s=3.0)
+    run_until_stopped(h, [job("a", 1.0, 0.0)], 0.0, latency_s=60.0, teardown_s=2.0)
+    assert spent(h) <= 100.0 + 1e-6, spent(h)
+    assert h.rails.teardown_s == pytest.approx(2.0)          # learned, replacing the prior
+    before = spent(h)
+    h.rails.queue_budgets["q"] = pricing.Budget(usd=before + 30.0)
+    run_until_stopped(h, [job("b", 2.0, 200.0)], 200.0, latency_s=60.0, teardown_s=2.0)
+    assert spent(h) <= before + 30.0 + 1e-6, spent(h) - before
+
+
+def test_a_budget_stop_still_gets_a_minimum_grace():
+    h = hook(cap=100.0, teardown_prior_s=30.0)        # a teardown longer than the whole ahead
+    stops = []
+    t = 0.0
+    while not stops:
+        stops = h.on_tick([job("a", 1.0, 0.0)], t)
+        t += PERIOD_S
+    assert stops[0][1].grace_s >= 1.0
 
 
 def test_admission_needs_room_for_a_stop_to_take_effect():

@@ -23,6 +23,11 @@ from ainative.policy.cost.hook import GuardrailsHook
 
 
 LIVE_LOOKAHEAD_S = 1.0
+# Until a teardown has been seen, assume a stopped job holds its resources this long after its
+# grace (actors killed, placement group removed, lease released; 1-2 s on a loaded node). Without
+# it the first budget stop of a scheduler's life overran the budget by its teardown (team C,
+# +0.7%, in the mixed-day benchmark of 2026-12-02).
+LIVE_TEARDOWN_PRIOR_S = 3.0
 """The live scheduler's metering period: its decision pass runs about once a second."""
 
 
@@ -89,7 +94,8 @@ def scheduler_guardrails(queues: Sequence[Any], prices: pricing.PriceTable | Non
     from ``Queue(budget=...)`` (plus ``queue_budgets``); bad input raises here, before anything
     runs: a budget for an unknown queue, a non-Budget, an unwritable ledger path."""
     if config is None:        # live: stop a metering period ahead of a cap (the pass runs ~1/s)
-        config = g.GuardrailConfig(lookahead_s=LIVE_LOOKAHEAD_S)  # type: ignore[call-arg]
+        config = g.GuardrailConfig(lookahead_s=LIVE_LOOKAHEAD_S,  # type: ignore[call-arg]
+                                   teardown_prior_s=LIVE_TEARDOWN_PRIOR_S)
     base = GuardrailsHook.from_queues(queues, prices, queue_budgets=queue_budgets,
                                       queue_max_runtime_s=queue_max_runtime_s, config=config)
     path = str(ledger_mod.Ledger(ledger_path).path)     # opens it: ConfigError if not writable

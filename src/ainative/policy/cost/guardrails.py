@@ -70,6 +70,11 @@ class GuardrailConfig:
     budget is never overrun between two polls. 0 for a simulator that calls at exact deadlines."""
     stop_grace_s: float = 30.0
     """Seconds a stopped job gets to checkpoint."""
+    teardown_prior_s: float = 0.0
+    """Seconds a stopped job is assumed to hold its resources after its grace ends (actors
+    killed, placement group removed, lease released) until a teardown has been seen. A budget
+    stop leaves this much of the budget for the teardown. 0 for a simulator, whose stops are
+    immediate; the live scheduler sets what a teardown takes on a loaded node."""
 
     def __post_init__(self) -> None:
         config.require_int("GuardrailConfig", "crash_loop_restarts", self.crash_loop_restarts, minimum=1,
@@ -79,6 +84,8 @@ class GuardrailConfig:
         config.require_in("GuardrailConfig", "overrun_action", self.overrun_action, ("flag", "stop"))
         config.require_seconds("GuardrailConfig", "lookahead_s", self.lookahead_s, allow_zero=True)
         config.require_seconds("GuardrailConfig", "stop_grace_s", self.stop_grace_s, allow_zero=True)
+        config.require_seconds("GuardrailConfig", "teardown_prior_s", self.teardown_prior_s,
+                               allow_zero=True)
 
 
 @dataclasses.dataclass(slots=True)
@@ -115,16 +122,31 @@ class Guardrails:
         budget stops are decided this much earlier, so the spend a stopping job still makes
         lands inside the budget. Stays 0 in a simulator, whose stops are immediate."""
         self._latencies: list[float] = []
+        self.teardown_s = self.config.teardown_prior_s
+        """Seconds a stopped job held its resources after its grace ran out, as lately seen
+        (``teardown_prior_s`` until then): a budget stop's grace leaves this much of what the
+        budget has left, so the teardown is paid inside the budget too."""
+        self._teardowns: list[float] = []
 
-    def stopped(self, latency_s: float) -> None:
-        """A job stopped for a budget ended ``latency_s`` after the decision (live only)."""
+    def stopped(self, latency_s: float, grace_s: float | None = None) -> None:
+        """A job stopped for a budget ended ``latency_s`` after the decision (live only); it had
+        ``grace_s`` to checkpoint, so what it took beyond that was its teardown."""
         self._latencies = (self._latencies + [max(0.0, float(latency_s))])[-8:]
         self.stop_latency_s = min(max(self._latencies), self.config.stop_grace_s)
+        if grace_s is not None and latency_s > grace_s:
+            self._teardowns = (self._teardowns + [float(latency_s) - float(grace_s)])[-8:]
+            self.teardown_s = min(max(self._teardowns), self.config.stop_grace_s)
+
+    def stop_grace_s(self, left_s: float, minimum_s: float) -> float:
+        """The grace a budget stop gets when the budget has ``left_s`` seconds of spend left at
+        the current rate: that, less the teardown that follows it, at least ``minimum_s``."""
+        return min(self.config.stop_grace_s, max(minimum_s, left_s - self.teardown_s))
 
     @property
     def ahead_s(self) -> float:
-        """How early a budget stop is decided: the poll interval plus the stop latency seen."""
-        return self.config.lookahead_s + self.stop_latency_s
+        """How early a budget stop is decided: the poll interval plus the stop latency seen (at
+        least the teardown expected, before any stop has been seen)."""
+        return self.config.lookahead_s + max(self.stop_latency_s, self.teardown_s)
 
     # -- admission ---------------------------------------------------------------------------
     def horizon_s(self, job: JobSpec) -> float:

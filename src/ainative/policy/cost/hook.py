@@ -42,7 +42,7 @@ class GuardrailsHook:
         self.on_charge = on_charge
         self.events: list[tuple[float, str, g.Decision]] = []
         self.refusals: dict[str, str] = {}
-        self._budget_stops: dict[str, float] = {}     # job -> when a budget stop was decided
+        self._budget_stops: dict[str, tuple[float, float]] = {}  # job -> (decided at, its grace)
         self._at_min: set[str] = set()                # endpoint base leases kept by min_replicas
 
     @classmethod
@@ -115,16 +115,17 @@ class GuardrailsHook:
         if d.reason == "budget":
             # the stop must land before the cap (plus one metering period): the checkpoint gets
             # what is left of the budget at the current rate, at least a second to take the stop
-            self._budget_stops.setdefault(job.job_id, now)
-            grace = min(grace, max(MIN_STOP_S, float(d.details.get("left_s", grace))))
+            grace = self.rails.stop_grace_s(float(d.details.get("left_s", grace)), MIN_STOP_S)
+            self._budget_stops.setdefault(job.job_id, (now, grace))
         return StopRequest(reason=d.reason, checkpoint=d.checkpoint, grace_s=grace, message=d.message)
 
     def on_finish(self, job: Job, now: float, outcome: str) -> None:
         self._emit(self.rails.finish(job.job_id, now))
         self._at_min.discard(job.job_id)
-        stopped_at = self._budget_stops.pop(job.job_id, None)
-        if stopped_at is not None:
-            self.rails.stopped(now - stopped_at)
+        stopped = self._budget_stops.pop(job.job_id, None)
+        if stopped is not None:
+            stopped_at, grace = stopped
+            self.rails.stopped(now - stopped_at, grace)
 
     # -- extras ------------------------------------------------------------------------------
     def next_wakeup(self, running: Sequence[Job], now: float) -> float | None:
