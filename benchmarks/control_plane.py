@@ -573,7 +573,7 @@ def run_system(cls: type[Day], p: dict[str, Any], budget: dict[str, float], out:
     finally:
         day.shutdown()
         keep = os.environ.get("CP_BENCH_KEEP_EVENTS")   # for a post-mortem of one run's timeline
-        if keep:
+        if keep and (root / "events").exists():     # plain Ray writes no ainative events
             shutil.copytree(root / "events", Path(keep) / cls.__name__.lower(), dirs_exist_ok=True)
         shutil.rmtree(root, ignore_errors=True)
         if saved_events is None:
