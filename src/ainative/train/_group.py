@@ -103,8 +103,14 @@ def _remote_class() -> Any:
     if not _REMOTE:
         import ray
 
-        _REMOTE.append(ray.remote(_worker.TrainWorker))
+        _REMOTE.extend((ray.remote(_worker.TrainWorker), ray.remote(_bundle_gpu_ids)))
     return _REMOTE[0]
+
+
+def _gpu_ids_task() -> Any:
+    """The task that reads a bundle's GPU ids (exported once per process, like the actor)."""
+    _remote_class()
+    return _REMOTE[1]
 
 
 def _bundle_gpu_ids() -> list[str]:
@@ -115,8 +121,9 @@ def _bundle_gpu_ids() -> list[str]:
 
 class Standbys:
     """Warm spare worker processes of one job: ``per_node`` on each node it runs on. A spare is a
-    TrainWorker actor with no resources (pinned to its node), importing torch from the moment it
-    starts; ``take`` hands one over to a new gang, ``replenish`` tops the nodes up again."""
+    TrainWorker actor named ``ainative-standby-<job>-<id>`` with no resources (pinned to its
+    node), importing torch from the moment it starts; ``take`` hands one over to a new gang,
+    ``replenish`` tops the nodes up again."""
 
     def __init__(self, job_name: str, cpus: float, per_node: int) -> None:
         self.job_name, self.cpus, self.per_node = job_name, cpus, per_node
@@ -125,9 +132,6 @@ class Standbys:
     def take(self, node_id: str) -> Any | None:
         spares = self._by_node.get(node_id)
         return spares.pop() if spares else None
-
-    def count(self) -> int:
-        return sum(len(v) for v in self._by_node.values())
 
     def replenish(self, nodes: list[str]) -> None:
         """``per_node`` spares on each of ``nodes`` (started in the background); spares on other
@@ -231,7 +235,7 @@ class WorkerGroup:
         for rank in sorted(self.adopted):
             opts = self.gang.actor_options(self.slots[rank].bundle)
             if opts.get("num_gpus"):
-                gpu_refs[rank] = ray.remote(_bundle_gpu_ids).options(**opts).remote()
+                gpu_refs[rank] = _gpu_ids_task().options(**opts).remote()
         try:
             infos = _get(refs, timeout_s, should_stop)
         except ray.exceptions.RayActorError:
