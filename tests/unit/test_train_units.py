@@ -31,7 +31,9 @@ def test_checkpoint_config_rejects(kwargs, field):
 @pytest.mark.parametrize("kwargs, field", [
     ({"max_restarts": -1}, "max_restarts"), ({"progress_timeout_s": 0}, "progress_timeout_s"),
     ({"collective_timeout_s": -5}, "collective_timeout_s"),
-    ({"retry_user_errors": "yes"}, "retry_user_errors")])
+    ({"retry_user_errors": "yes"}, "retry_user_errors"),
+    ({"standby_workers": -1}, "standby_workers"), ({"standby_workers": 1.5}, "standby_workers"),
+    ({"standby_workers": True}, "standby_workers"), ({"standby_workers": 65}, "standby_workers")])
 def test_failure_config_rejects(kwargs, field):
     with pytest.raises(errors.ConfigError, match=field):
         FailureConfig(**kwargs)
