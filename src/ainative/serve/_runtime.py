@@ -8,6 +8,7 @@ own configuration instead.
 
 from __future__ import annotations
 
+import logging
 import math
 import socket
 import time
@@ -21,6 +22,7 @@ from ainative import errors
 from ainative.policy import autoscaling
 from ainative.serve import _autoscale, _fastpath, _ingress, _metrics, _replica
 
+log = logging.getLogger("ainative.serve")
 NAMESPACE = "ainative"
 ROUTER_ENV = {"RAY_SERVE_ROUTER_RETRY_MAX_BACKOFF_S": "0.05"}
 HEAD_RESOURCE = "node:__internal_head__"   # the ingress and the metrics store live on the head
@@ -31,6 +33,7 @@ HEAD_RESOURCE = "node:__internal_head__"   # the ingress and the metrics store l
 CONTROLLER_ENV_DEFAULTS = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
                            "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30"}
 PROXY_START_TIMEOUT_S = 180.0
+PORT_ATTEMPTS = 3      # a free port can be taken before Serve's proxy binds it
 
 
 def store_name(endpoint: str) -> str:
@@ -68,9 +71,12 @@ def ensure_serve() -> int:
     from ray.serve.context import _get_global_client
 
     client = _running_client()
-    if client is None:
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        if client is not None:
+            break
+        port = _free_port()
         try:
-            serve.start(http_options={"host": "127.0.0.1", "port": _free_port()},
+            serve.start(http_options={"host": "127.0.0.1", "port": port},
                         controller_options={"runtime_env": {"env_vars": controller_env()}})
         except ray.exceptions.ActorDiedError as exc:
             # The controller replaced a proxy that missed its checks; the replacement is what
@@ -78,6 +84,16 @@ def ensure_serve() -> int:
             if "ProxyActor" not in str(exc):
                 raise
             _wait_for_proxy(PROXY_START_TIMEOUT_S)
+        except ray.exceptions.RayTaskError as exc:
+            # The port was free when we picked it and taken before the proxy bound it (another
+            # process's connection got it as its local port: seen on a busy machine). Serve keeps
+            # its first http_options, so shut it down and start again on another port.
+            if "Failed to bind" not in str(exc) or attempt == PORT_ATTEMPTS:
+                raise
+            log.warning("Serve's HTTP proxy could not bind 127.0.0.1:%d (taken meanwhile); "
+                        "starting Serve again on another port", port)
+            serve.shutdown()
+            continue
         client = _get_global_client()
     assert client is not None  # serve.start either made one or raised
     return int(client.http_config.port)
