@@ -29,6 +29,14 @@ def test_flags_become_an_endpoint():
     assert ep.fast_path is False and ep.autoscaling.shed_over_slo is False
 
 
+def test_unset_flags_leave_the_constructors_defaults():
+    ep = cli_serve.build_endpoint(parse("--model", f"{__name__}:echo_model"))
+    assert ep.autoscaling == ai.AutoscalingConfig() and ep.resources == ai.Resources()
+    assert ep.batching is None and ep.fast_path is False
+    batched = cli_serve.build_endpoint(parse("--model", f"{__name__}:echo_model", "--batch", "4"))
+    assert batched.batching == ai.BatchingConfig(max_batch_size=4)
+
+
 def test_fast_path_and_shedding_flags():
     ep = cli_serve.build_endpoint(parse("--model", f"{__name__}:echo_model", "--fast-path",
                                         "--slo-ms", "50", "--shed-over-slo"))

@@ -23,18 +23,21 @@ def register(sub: Any) -> None:
     p.add_argument("--name", default=None, help="endpoint name (default: the factory's name)")
     p.add_argument("--route", default=None, help="URL path (default: /NAME)")
     p.add_argument("--address", default=None, help="Ray address; default RAY_ADDRESS or local")
-    p.add_argument("--cpus", type=float, default=1.0, help="CPUs per replica")
+    p.add_argument("--cpus", type=float, default=None, help="CPUs per replica (default: Resources')")
     p.add_argument("--gpu", default=None, metavar="TYPE[:COUNT]",
                    help="accelerator per replica, e.g. L4:0.5")
     p.add_argument("--batch", type=int, default=None, help="max batch size (enables batching)")
-    p.add_argument("--wait-ms", type=float, default=5.0, help="max batch wait in ms")
-    p.add_argument("--min-replicas", type=int, default=1)
-    p.add_argument("--max-replicas", type=int, default=4)
-    p.add_argument("--target-concurrency", type=float, default=4.0)
+    p.add_argument("--wait-ms", type=float, default=None,
+                   help="max batch wait in ms (default: BatchingConfig's)")
+    # Unset flags are not passed on: the defaults live in AutoscalingConfig, Resources and
+    # BatchingConfig only.
+    p.add_argument("--min-replicas", type=int, default=None)
+    p.add_argument("--max-replicas", type=int, default=None)
+    p.add_argument("--target-concurrency", type=float, default=None)
     p.add_argument("--slo-ms", type=float, default=None, help="latency SLO in ms (p99)")
-    p.add_argument("--shed-over-slo", action="store_true",
+    p.add_argument("--shed-over-slo", action="store_true", default=None,
                    help="answer 503 + Retry-After at once when a request cannot meet --slo-ms")
-    p.add_argument("--fast-path", action="store_true",
+    p.add_argument("--fast-path", action="store_true", default=None,
                    help="one hop: Serve's proxy calls the model replica, which runs the checks "
                         "(no ingress deployment; see docs/serving.md for what only the ingress gives)")
     p.add_argument("--hold", type=float, default=None, metavar="SECONDS",
@@ -65,15 +68,19 @@ def build_endpoint(args: argparse.Namespace) -> Any:
         accelerator = ai.Accelerator(kind, count=amount)
     return ai.Endpoint(
         factory, name=args.name or getattr(factory, "__name__", "model").replace("_", "-"),
-        route=args.route, resources=ai.Resources(cpus=args.cpus, accelerator=accelerator),
-        batching=ai.BatchingConfig(max_batch_size=args.batch, max_wait_ms=args.wait_ms)
+        route=args.route, resources=ai.Resources(**_given(cpus=args.cpus, accelerator=accelerator)),
+        batching=ai.BatchingConfig(**_given(max_batch_size=args.batch, max_wait_ms=args.wait_ms))
         if args.batch is not None else None,
-        autoscaling=ai.AutoscalingConfig(min_replicas=args.min_replicas,
-                                         max_replicas=args.max_replicas,
-                                         target_concurrency=args.target_concurrency,
-                                         latency_slo_ms=args.slo_ms,
-                                         shed_over_slo=args.shed_over_slo),
-        fast_path=args.fast_path)
+        autoscaling=ai.AutoscalingConfig(**_given(
+            min_replicas=args.min_replicas, max_replicas=args.max_replicas,
+            target_concurrency=args.target_concurrency, latency_slo_ms=args.slo_ms,
+            shed_over_slo=args.shed_over_slo)),
+        **_given(fast_path=args.fast_path))
+
+
+def _given(**kwargs: Any) -> dict[str, Any]:
+    """The flags the user set (None: not given; the constructor's default applies)."""
+    return {key: value for key, value in kwargs.items() if value is not None}
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
