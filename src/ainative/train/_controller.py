@@ -248,7 +248,7 @@ class Controller:
             self.world_size = len(group)
             self.nodes = [slot.node_id for slot in group.slots]
             self.ray_metrics.world_size(len(group))
-            adopted = len(getattr(group, "adopted", ()))
+            adopted = len(getattr(group, "taken_now", ()))
             self._transition(State.RUNNING, world_size=len(group), restarts=self.restarts,
                              checkpoint=self.checkpoint, reused_workers=reused,
                              **({"standby_workers_adopted": adopted} if adopted else {}))

@@ -174,6 +174,7 @@ class WorkerGroup:
         self.job_name, self.cpus = "", 1.0
         self.standby: Standbys | None = None
         self.adopted: set[int] = set()        # ranks whose actor is an adopted standby
+        self.taken_now: set[int] = set()      # ranks that adopted a spare in the latest start
         self.infos: list[dict[str, Any]] = []
         self._acks: dict[str, int] = {}      # actor id -> seq of the last poll reply received
 
@@ -205,6 +206,7 @@ class WorkerGroup:
                 spec_for: Callable[[RankSlot], dict[str, Any]],
                 should_stop: Callable[[], bool] | None) -> None:
         self.job_name, self.cpus = job_name, float(resources.cpus)
+        self.taken_now = set()
         self.slots = assign_ranks(self.gang.bundle_nodes())
         self.actors = [self._new_actor(slot) for slot in self.slots]
         self._rendezvous(timeout_s, spec_for, should_stop)
@@ -214,6 +216,7 @@ class WorkerGroup:
         spare = self.standby.take(slot.node_id) if self.standby is not None else None
         if spare is not None:
             self.adopted.add(slot.rank)
+            self.taken_now.add(slot.rank)
             return spare
         self.adopted.discard(slot.rank)
         return self._fresh_actor(slot)
@@ -249,6 +252,7 @@ class WorkerGroup:
                     logger.info("standby for rank %d of %s is gone; starting a new worker",
                                 rank, self.job_name)
                     self.adopted.discard(rank)
+                    self.taken_now.discard(rank)
                     self.actors[rank] = self._fresh_actor(self.slots[rank])
                     gpu_refs.pop(rank, None)
                     infos.append(ray.get(self.actors[rank].info.remote(rank == 0, rank),
@@ -264,6 +268,7 @@ class WorkerGroup:
         their warm process (torch already imported); the others get a new actor in their bundle."""
         import ray
 
+        self.taken_now = set()
         for slot in self.slots:
             if slot.rank not in keep:
                 try:
