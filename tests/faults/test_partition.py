@@ -115,15 +115,21 @@ def test_trainjob_survives_a_partitioned_node_from_its_last_checkpoint(netns_clu
         assert set(snap["nodes"]) == set(ids), snap  # one rank per namespace node
         victim = ids[snap["nodes"][1]]  # the node of rank 1
         committed_before = (handle.progress()["step"] // 5) * 5  # every 5th step is a checkpoint
-        t0 = time.monotonic()
+        t0, t0_epoch = time.monotonic(), time.time()
         cluster.partition(victim)
         detect_s = cluster.wait_dead(victim.node_id, timeout_s=30)
         resumed = _progress_wait(handle, "a step after resuming on 1 worker",
                                  lambda s: s["restarts"] == 1 and s["metrics"].get("world_size") == 1,
                                  timeout_s=150)
         first_step_s = time.monotonic() - t0
-        print(f"\n[faults] TrainJob: partition -> node dead {detect_s:.2f} s; first step after "
-              f"resume {first_step_s:.2f} s after the partition (step {resumed['step']})")
+        failure = next(e for e in handle.events() if e["event"] == "failure")
+        print(f"\n[faults] TrainJob: partition -> the job's failure event "
+              f"{failure['ts'] - t0_epoch:.2f} s ({failure['reason']}), node dead {detect_s:.2f} s; "
+              f"first step after resume {first_step_s:.2f} s after the partition "
+              f"(step {resumed['step']})")
+        # found by the liveness probes or by Ray's health check, whichever came first: rank 1 on
+        # the victim's node
+        assert failure["rank"] == 1 and failure["node"] == victim.node_id, failure
         assert detect_s < 20 and first_step_s < 150
         _progress_wait(handle, "progress after resume", lambda s: s["step"] >= resumed["step"] + 5)
     finally:

@@ -39,6 +39,18 @@ def test_type_routing(three_nodes, no_leaks):
         assert set(gang.bundle_nodes()) == a100_nodes
 
 
+def test_reserve_keeps_bundles_off_avoided_nodes(three_nodes, no_leaks):
+    """avoid_nodes (a node the liveness probes lost, not yet dead for Ray): no bundle lands there;
+    with every fitting node avoided the gang does not fit."""
+    gpu = ai.Resources(cpus=1, accelerator=ai.Accelerator("H100"))
+    h100 = sorted(n.node_id for n in ai.connect().nodes() if n.accelerator_type == "H100")
+    for avoided in h100:
+        with ai.scheduling.reserve([gpu, gpu], "PACK", timeout_s=30, avoid_nodes=[avoided]) as gang:
+            assert set(gang.bundle_nodes()) == set(h100) - {avoided}
+    with pytest.raises(errors.PlacementTimeoutError):
+        ai.scheduling.reserve([gpu], "PACK", timeout_s=2, avoid_nodes=h100)
+
+
 def test_gang_sees_its_node_die(three_nodes):
     gpu = ai.Resources(cpus=1, accelerator=ai.Accelerator("H100"))
     gang = ai.scheduling.reserve([gpu, gpu], "STRICT_SPREAD", timeout_s=30)

@@ -33,7 +33,12 @@ def test_checkpoint_config_rejects(kwargs, field):
     ({"collective_timeout_s": -5}, "collective_timeout_s"),
     ({"retry_user_errors": "yes"}, "retry_user_errors"),
     ({"standby_workers": -1}, "standby_workers"), ({"standby_workers": 1.5}, "standby_workers"),
-    ({"standby_workers": True}, "standby_workers"), ({"standby_workers": 65}, "standby_workers")])
+    ({"standby_workers": True}, "standby_workers"), ({"standby_workers": 65}, "standby_workers"),
+    ({"liveness_timeout_s": 0.1}, "liveness_timeout_s"),
+    ({"liveness_timeout_s": float("nan")}, "liveness_timeout_s"),
+    ({"liveness_timeout_s": -1}, "liveness_timeout_s"),
+    ({"liveness_timeout_s": "1.5"}, "liveness_timeout_s"),
+    ({"liveness_timeout_s": 601}, "liveness_timeout_s")])
 def test_failure_config_rejects(kwargs, field):
     with pytest.raises(errors.ConfigError, match=field):
         FailureConfig(**kwargs)
@@ -189,7 +194,7 @@ class _Controller(_controller.Controller):
     group_class = FakeGroup
     poll_interval_s = 0.0
 
-    def _fit(self, held=0):
+    def _fit(self, held=0, avoid=()):
         return self.spec.max_workers
 
 

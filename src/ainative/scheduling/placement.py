@@ -101,8 +101,11 @@ def check_queue(owner: str, queue: str | None) -> None:
 def reserve(bundles: Sequence[res.Resources], strategy: str = "PACK", *,
             timeout_s: float | None = DEFAULT_TIMEOUT_S, name: str | None = None,
             queue: str | None = None, priority: int = 0, preemptible: bool = False,
-            budget: Any = None) -> Gang:
+            budget: Any = None, avoid_nodes: Sequence[str] = ()) -> Gang:
     """Reserve an all-or-nothing gang; return a :class:`Gang` (also a context manager).
+
+    ``avoid_nodes``: node ids none of the bundles may land on (a node the caller found unreachable
+    before Ray declared it dead), through each bundle's label selector on ``ray.io/node-id``.
 
     With ``queue``, the live scheduler admits the gang first (quota, budgets, ``priority``;
     ``preemptible`` gangs may be asked to stop, see ``Gang.stop_request``) and the lease is held
@@ -126,7 +129,10 @@ def reserve(bundles: Sequence[res.Resources], strategy: str = "PACK", *,
             priority=priority, preemptible=preemptible, budget=budget), timeout_s=timeout_s)
         admitted_s = time.time()
     try:
-        pg = placement_group([b.to_bundle() for b in bundles], strategy=strategy, name=pg_name)
+        selector = {"bundle_label_selector": [{NODE_ID_LABEL: f"!in({','.join(avoid_nodes)})"}
+                                              for _ in bundles]} if avoid_nodes else {}
+        pg = placement_group([b.to_bundle() for b in bundles], strategy=strategy, name=pg_name,
+                             **selector)
     except BaseException:
         if lease is not None:
             lease.release("failed")
@@ -150,6 +156,9 @@ def reserve(bundles: Sequence[res.Resources], strategy: str = "PACK", *,
     logger.info("reserved gang %s: %d bundle(s) %s%s", pg_name, len(bundles), strategy,
                 f" (queue {queue!r})" if queue else "")
     return gang
+
+
+NODE_ID_LABEL = "ray.io/node-id"   # the label Ray gives every node: its node id
 
 
 # Ray 2.60 leaks the bundles of a placement group removed while the raylets are preparing them

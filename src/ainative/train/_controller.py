@@ -34,7 +34,7 @@ from typing import Any
 
 from ainative import errors
 from ainative import resources as res
-from ainative.cluster import state
+from ainative.cluster import liveness, state
 from ainative.policy import failure as fp
 from ainative.policy import packing
 from ainative.scheduling import protocol
@@ -130,6 +130,10 @@ class Controller:
                                            spec.failure.standby_workers)
         latest = spec.storage.latest()
         self.checkpoint: str | None = spec.storage.uri_of(latest) if latest is not None else None
+        self.prober: liveness.Prober | None = None     # FailureConfig.liveness_timeout_s
+        self._watched: dict[int, str] = {}             # rank -> prober target of this attempt
+        self._suspects: dict[str, tuple[float, str]] = {}  # node -> (avoid until, target)
+        self._attempts = 0
 
     # -- public to the job/handle --------------------------------------------------------------
     def request_stop(self, stop: protocol.StopRequest) -> None:
@@ -148,6 +152,8 @@ class Controller:
         finally:
             if self.standby is not None:
                 self.standby.shutdown()
+            if self.prober is not None:
+                self.prober.close()
 
     def _run(self) -> TrainResult:
         resize_to: int | None = None
@@ -254,6 +260,7 @@ class Controller:
                              **({"standby_workers_adopted": adopted} if adopted else {}))
             if self.standby is not None:
                 self.standby.replenish(self.nodes)
+            self._watch(group)
             outcome = self._supervise(group)
             if outcome.failure is not None and outcome.failure.kind is fp.FailureKind.SYSTEM:
                 reuse = self._survivors(group)
@@ -263,6 +270,72 @@ class Controller:
                 group.shutdown()
             else:
                 self._keep = reuse
+
+    # -- liveness probes (FailureConfig.liveness_timeout_s) ------------------------------------
+    AVOID_S = 60.0
+    """A node lost by the probes is kept out of new gangs until Ray declares it dead, it answers
+    again, or this long has passed."""
+
+    def _watch(self, group: Any) -> None:
+        """Probe the ranks of ``group`` that run on another machine than this controller."""
+        timeout = self.spec.failure.liveness_timeout_s
+        infos = getattr(group, "infos", None)
+        if timeout is None or not infos:
+            return
+        from ainative.train import _dist
+
+        here = _dist.node_ip()
+        remote = {r: i for r, i in enumerate(infos) if i.get("liveness") and i.get("ip") != here}
+        if self.prober is None:
+            if not remote:
+                return
+            self.prober = liveness.Prober(timeout)
+        prober = self.prober
+        keep = {target for _until, target in self._suspects.values()}
+        for name in prober.names():
+            if name not in keep:
+                prober.drop(name)
+        self._attempts += 1
+        self._watched = {}
+        for rank, info in remote.items():
+            port, key = info["liveness"]
+            name = f"{self._attempts}:{rank}"
+            prober.watch(name, info["ip"], int(port), bytes.fromhex(key))
+            self._watched[rank] = name
+        group.give_up = (lambda: bool(self._lost_ranks())) if remote else None
+
+    def _lost_ranks(self) -> list[int]:
+        if self.prober is None or not self._watched:
+            return []
+        lost = set(self.prober.lost())
+        return sorted(r for r, name in self._watched.items() if name in lost)
+
+    def _unreachable(self, group: Any, ranks: list[int]) -> Outcome:
+        """Ranks lost by the probes: their nodes are left out until Ray or the probes say more."""
+        timeout = self.spec.failure.liveness_timeout_s
+        until = time.monotonic() + self.AVOID_S
+        for rank in ranks:
+            node = group.node_of(rank)
+            if node:
+                group.unreachable.add(node)
+                self._suspects[node] = (until, self._watched[rank])
+        rank = ranks[0]
+        return self._system(group, rank, f"rank {rank} unreachable: no answer to liveness probes "
+                                         f"for {timeout:g} s (node {group.node_of(rank)[:12]} "
+                                         "partitioned or down)")
+
+    def _avoid_nodes(self) -> tuple[str, ...]:
+        """Nodes lost by the probes that Ray still lists alive and that do not answer again."""
+        if not self._suspects:
+            return ()
+        alive, now = state.alive_node_ids(), time.monotonic()
+        for node, (until, target) in list(self._suspects.items()):
+            back = self.prober is not None and self.prober.answering(target)
+            if node not in alive or now > until or back:
+                del self._suspects[node]
+                if self.prober is not None and target not in self._watched.values():
+                    self.prober.drop(target)
+        return tuple(self._suspects)
 
     def _stop_while_starting(self) -> bool:
         """Asked by the starting gang: a stop (preemption, budget, the user) arrived meanwhile."""
@@ -332,28 +405,31 @@ class Controller:
         spec_for = self._spec_for()
         deadline = time.monotonic() + spec.failure.start_timeout_s
         while True:
-            size = resize_to or self.scaling.initial(self._fit()).workers
+            avoid = self._avoid_nodes()
+            size = resize_to or self.scaling.initial(self._fit(avoid=avoid)).workers
             assert size is not None
             left = max(0.5, deadline - time.monotonic())
             # An elastic job tries a larger gang briefly, then re-measures what fits (a node may
-            # have died since the last look).
-            probe = min(left, 3.0) if size > spec.min_workers else left
+            # have died since the last look); so does a gang kept off an unreachable node (it may
+            # be declared dead, or answer again, meanwhile).
+            probe = min(left, 3.0) if size > spec.min_workers or avoid else left
             try:
                 return self.group_class.start(
                     job_name=spec.name, resources=spec.resources, size=size,
                     strategy=spec.placement, timeout_s=left, spec_for=spec_for,
                     reserve_timeout_s=probe, should_stop=self._stop_while_starting,
-                    standby=self.standby)
+                    standby=self.standby, **({"avoid_nodes": avoid} if avoid else {}))
             except (errors.InfeasibleError, errors.PlacementTimeoutError):
-                if size <= spec.min_workers or time.monotonic() >= deadline:
+                if (size <= spec.min_workers and not avoid) or time.monotonic() >= deadline:
                     raise
                 resize_to = None
                 time.sleep(0.2)
 
-    def _fit(self, held: int = 0) -> int:
-        """How many workers the cluster could hold now: ``held`` of ours plus what is free."""
+    def _fit(self, held: int = 0, avoid: tuple[str, ...] = ()) -> int:
+        """How many workers the cluster could hold now: ``held`` of ours plus what is free
+        (outside ``avoid``)."""
         bundle = self.spec.resources.to_bundle()
-        free = {v.node_id: dict(v.free) for v in state.nodes()}
+        free = {v.node_id: dict(v.free) for v in state.nodes() if v.node_id not in avoid}
         n = 0
         while held + n < self.spec.max_workers and packing.assign(
                 [bundle] * (n + 1), free, "SPREAD") is not None:
@@ -377,6 +453,9 @@ class Controller:
                 if isinstance(p, BaseException):
                     return self._system(group, rank, f"worker died: {type(p).__name__}: "
                                                     f"{str(p).splitlines()[0][:200]}")
+            lost = self._lost_ranks()
+            if lost:
+                return self._unreachable(group, lost)
             failed = sorted(r for r, p in answered.items() if p["state"] == "error")
             if failed:
                 return self._classify(group, {r: answered[r] for r in failed})
@@ -401,7 +480,8 @@ class Controller:
                     last_lease = now
                     stopping = self._stop_due(size)
                 if stopping is None and new_ckpt and self.scaling.elastic:
-                    decision = self.scaling.on_checkpoint(size, self._fit(held=size))
+                    decision = self.scaling.on_checkpoint(
+                        size, self._fit(held=size, avoid=tuple(self._suspects)))
                     if decision.workers is not None:
                         resize_to = decision.workers
                         stopping = protocol.StopRequest("resize", grace_s=timeout or 300.0)

@@ -177,6 +177,8 @@ class WorkerGroup:
         self.taken_now: set[int] = set()      # ranks that adopted a spare in the latest start
         self.infos: list[dict[str, Any]] = []
         self._acks: dict[str, int] = {}      # actor id -> seq of the last poll reply received
+        self.unreachable: set[str] = set()    # nodes the controller's liveness probes lost
+        self.give_up: Callable[[], bool] | None = None   # ends a poll early (a rank was lost)
 
     def __len__(self) -> int:
         return len(self.actors)
@@ -186,13 +188,14 @@ class WorkerGroup:
               timeout_s: float, spec_for: Callable[[RankSlot], dict[str, Any]],
               reserve_timeout_s: float | None = None,
               should_stop: Callable[[], bool] | None = None,
-              standby: Standbys | None = None) -> WorkerGroup:
+              standby: Standbys | None = None, avoid_nodes: tuple[str, ...] = ()) -> WorkerGroup:
         """Reserve the gang and start its workers; ``should_stop`` is asked about twice a second
         while they start (process start and imports take seconds on a busy node) and ends the
-        start with StartInterrupted, everything released."""
+        start with StartInterrupted, everything released. No bundle lands on ``avoid_nodes``."""
         gang = placement.reserve([resources] * size, strategy,
                                  timeout_s=reserve_timeout_s or timeout_s,
-                                 name=f"ainative-train-{job_name}-{uuid.uuid4().hex[:6]}")
+                                 name=f"ainative-train-{job_name}-{uuid.uuid4().hex[:6]}",
+                                 avoid_nodes=avoid_nodes)
         group = cls(gang, [], [])
         group.standby = standby
         try:
@@ -304,7 +307,13 @@ class WorkerGroup:
 
         keys = [a._actor_id.hex() for a in self.actors]
         refs = [a.poll.remote(self._acks.get(key, 0)) for a, key in zip(self.actors, keys)]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while True:   # in slices, so that a rank the liveness probes lost ends the wait
+            left = deadline - time.monotonic()
+            ready, _ = ray.wait(refs, num_returns=len(refs),
+                                timeout=max(0.0, min(left, 0.1) if self.give_up else left))
+            if len(ready) == len(refs) or left <= 0 or (self.give_up and self.give_up()):
+                break
         done = set(ready)
         out: list[dict[str, Any] | BaseException | None] = []
         for ref, key in zip(refs, keys):
@@ -325,8 +334,10 @@ class WorkerGroup:
             actor.request_stop.remote(mode)
 
     def reusable(self) -> bool:
-        """The gang is intact (no bundle's node died), so an in-place restart can use it."""
-        return bool(self.actors) and not self.gang.released and not self.gang.dead_bundles()
+        """The gang is intact (no bundle's node died or went unreachable), so an in-place restart
+        can use it."""
+        return bool(self.actors) and not self.gang.released and not self.unreachable and \
+            not self.gang.dead_bundles()
 
     def node_of(self, rank: int) -> str:
         return self.slots[rank].node_id if rank < len(self.slots) else ""

@@ -17,6 +17,7 @@ import traceback
 from collections import deque
 from typing import Any
 
+from ainative.cluster import liveness
 from ainative.train import _context, _dist
 
 # Substrings of collective errors caused by a peer that died or went away (not a user bug).
@@ -76,6 +77,8 @@ class TrainWorker:
         self._utilization: float | None = None
         self._preimport = threading.Thread(target=_preimport, daemon=True)
         self._preimport.start()
+        # answers the controller's UDP liveness probes (FailureConfig.liveness_timeout_s)
+        self._liveness = liveness.Responder()
 
     def __repr__(self) -> str:  # Ray prefixes forwarded log lines with this
         return f"TrainWorker({self.job_name}, rank={self.rank})"
@@ -90,7 +93,8 @@ class TrainWorker:
         ctx = ray.get_runtime_context()
         return {"node_id": ctx.get_node_id(), "ip": _dist.node_ip(), "pid": os.getpid(),
                 "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
-                "port": _dist.free_port("0.0.0.0") if want_port else None}
+                "port": _dist.free_port("0.0.0.0") if want_port else None,
+                "liveness": [self._liveness.port, self._liveness.key.hex()]}
 
     def start(self, spec: dict[str, Any]) -> None:
         """Begin running ``spec['fn']`` in the train thread; returns at once."""

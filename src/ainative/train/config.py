@@ -42,6 +42,13 @@ class FailureConfig:
     held): a restart adopts one for each new rank on that node instead of starting a process and
     importing torch (seconds). Each costs a Python process with torch loaded; set it to the number
     of ranks that could move onto one node when another dies. 0: off."""
+    liveness_timeout_s: float | None = 1.5
+    """A rank on another machine than the controller that answers none of the controller's UDP
+    liveness probes (about 15 per timeout) for this long is lost: its node is treated as
+    partitioned or dead and the job restarts without it, before Ray's health check declares the
+    node dead. Lower notices sooner but takes a stall that long (a frozen machine, a link down
+    for a moment) for a lost node. A rank whose probes were never answered (UDP filtered) is left
+    to Ray's health check. None: off."""
 
     def __post_init__(self) -> None:
         config.require_int("FailureConfig", "max_restarts", self.max_restarts, minimum=0,
@@ -56,3 +63,10 @@ class FailureConfig:
         config.require_seconds("FailureConfig", "start_timeout_s", self.start_timeout_s)
         config.require_int("FailureConfig", "standby_workers", self.standby_workers, minimum=0,
                            maximum=64)
+        config.require_seconds("FailureConfig", "liveness_timeout_s", self.liveness_timeout_s,
+                               allow_none=True)
+        if self.liveness_timeout_s is not None and not 0.2 <= self.liveness_timeout_s <= 600:
+            raise errors.ConfigError(
+                f"FailureConfig.liveness_timeout_s must be between 0.2 and 600 seconds (or None to "
+                f"turn the probes off), got {self.liveness_timeout_s!r}",
+                field="liveness_timeout_s", value=self.liveness_timeout_s)
