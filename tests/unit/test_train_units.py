@@ -38,7 +38,9 @@ def test_checkpoint_config_rejects(kwargs, field):
     ({"liveness_timeout_s": float("nan")}, "liveness_timeout_s"),
     ({"liveness_timeout_s": -1}, "liveness_timeout_s"),
     ({"liveness_timeout_s": "1.5"}, "liveness_timeout_s"),
-    ({"liveness_timeout_s": 601}, "liveness_timeout_s")])
+    ({"liveness_timeout_s": 601}, "liveness_timeout_s"),
+    ({"rendezvous_timeout_s": 0}, "rendezvous_timeout_s"),
+    ({"rendezvous_timeout_s": float("inf")}, "rendezvous_timeout_s")])
 def test_failure_config_rejects(kwargs, field):
     with pytest.raises(errors.ConfigError, match=field):
         FailureConfig(**kwargs)
@@ -473,3 +475,43 @@ def test_a_stop_while_the_gang_starts_ends_the_start(tmp_path, monkeypatch):
     assert _SlowStartGroup.asked == 1
     kinds = [e["event"] for e in _events.read("fake")]
     assert kinds == ["scheduling", "stopping", "finished"]
+
+
+@pytest.fixture
+def saved_environ():
+    """init_process_group sets MASTER_ADDR, RANK, WORLD_SIZE, ... in this process: put them back."""
+    before = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(before)
+
+
+def test_a_rendezvous_that_never_completes_fails_after_the_rendezvous_timeout(saved_environ):
+    """A join that hangs (a peer never arrives) errors after rendezvous_timeout_s, not after the
+    much longer collective timeout; the error reads as a peer's (a system failure: restarted)."""
+    from ainative.train import _dist, _worker
+
+    started = time.monotonic()
+    with pytest.raises(Exception) as info:
+        _dist.init_process_group(rank=0, world_size=2, master_addr="127.0.0.1",
+                                 master_port=_dist.free_port(), timeout_s=600.0,
+                                 rendezvous_timeout_s=2.0)
+    assert time.monotonic() - started < 60      # sanity: ~2 s; the collective timeout is 600 s
+    text = f"{type(info.value).__name__}: {info.value}".lower()
+    assert any(s in text for s in _worker._PEER_ERRORS), text
+
+
+def test_collectives_keep_the_collective_timeout_after_a_shorter_rendezvous(saved_environ):
+    import torch
+    import torch.distributed as dist
+    from torch.distributed import distributed_c10d
+
+    from ainative.train import _dist
+
+    _dist.init_process_group(rank=0, world_size=1, master_addr="127.0.0.1",
+                             master_port=_dist.free_port(), timeout_s=77.0, rendezvous_timeout_s=2.0)
+    try:
+        backend = distributed_c10d._get_default_group()._get_backend(torch.device("cpu"))
+        assert backend.options._timeout.total_seconds() == 77.0
+    finally:
+        dist.destroy_process_group()

@@ -397,6 +397,7 @@ class Controller:
                     "datasets": spec.datasets, "data_states": data_states,
                     "shard_factory": spec.shard_factory, "restarts": self.restarts,
                     "collective_timeout_s": spec.failure.collective_timeout_s,
+                    "rendezvous_timeout_s": spec.failure.rendezvous_timeout_s,
                     "probe": spec.probe}
         return spec_for
 

@@ -45,8 +45,15 @@ def pick_backend(has_gpu: bool) -> str:
 
 
 def init_process_group(*, rank: int, world_size: int, master_addr: str, master_port: int,
-                       backend: str = "gloo", timeout_s: float = 60.0) -> None:
-    """Join the process group; a dead peer turns into an error after ``timeout_s``, not a hang."""
+                       backend: str = "gloo", timeout_s: float = 60.0,
+                       rendezvous_timeout_s: float | None = None) -> None:
+    """Join the process group; a dead peer turns into an error after ``timeout_s``, not a hang.
+
+    The join itself (the TCP store, gloo's full-mesh connect, NCCL's id exchange) is bounded by
+    ``rendezvous_timeout_s`` when that is shorter: a join that broke is retried sooner than a
+    collective may take. Seen on a saturated 2-core machine: gloo's connect failed on one rank
+    ("Connection closed by peer") and both ranks then waited on the store for the whole
+    collective timeout."""
     import torch.distributed as dist
 
     if master_addr == "127.0.0.1" and backend == "gloo":
@@ -66,9 +73,14 @@ def init_process_group(*, rank: int, world_size: int, master_addr: str, master_p
         import torch
 
         kwargs["device_id"] = torch.device("cuda", torch.cuda.current_device())
+    join_s = timeout_s if rendezvous_timeout_s is None else min(timeout_s, rendezvous_timeout_s)
     dist.init_process_group(backend=backend, init_method=f"tcp://{master_addr}:{master_port}",
                             rank=rank, world_size=world_size,
-                            timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
+                            timeout=datetime.timedelta(seconds=join_s), **kwargs)
+    if join_s != timeout_s:     # collectives get their own, longer, timeout
+        from torch.distributed.distributed_c10d import _set_pg_timeout
+
+        _set_pg_timeout(datetime.timedelta(seconds=timeout_s))
 
 
 def destroy_process_group() -> None:

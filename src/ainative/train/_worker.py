@@ -173,7 +173,8 @@ class TrainWorker:
         backend = _dist.pick_backend(device.type == "cuda")
         _dist.init_process_group(rank=self.rank, world_size=ctx.world_size,
                                  master_addr=spec["master_addr"], master_port=spec["master_port"],
-                                 backend=backend, timeout_s=spec["collective_timeout_s"])
+                                 backend=backend, timeout_s=spec["collective_timeout_s"],
+                                 rendezvous_timeout_s=spec.get("rendezvous_timeout_s"))
         session.last_progress = time.monotonic()
 
     def _set_probe(self, spec: str | None) -> None:

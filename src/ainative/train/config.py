@@ -35,6 +35,10 @@ class FailureConfig:
     """A rank that reports nothing for this long is hung (frozen collective); None disables."""
     collective_timeout_s: float = 120.0
     """torch.distributed timeout: a collective waiting on a dead peer errors after this long."""
+    rendezvous_timeout_s: float = 60.0
+    """How long the ranks may take to join the process group (the TCP store and the backend's
+    connections); a join that broke or hangs fails the attempt after this long (a system failure:
+    restarted) instead of after ``collective_timeout_s``. The shorter of the two is used."""
     start_timeout_s: float = 60.0
     """How long to wait for the gang (placement group) when it could fit but does not yet."""
     standby_workers: int = 0
@@ -60,6 +64,7 @@ class FailureConfig:
         config.require_seconds("FailureConfig", "progress_timeout_s", self.progress_timeout_s,
                                allow_none=True)
         config.require_seconds("FailureConfig", "collective_timeout_s", self.collective_timeout_s)
+        config.require_seconds("FailureConfig", "rendezvous_timeout_s", self.rendezvous_timeout_s)
         config.require_seconds("FailureConfig", "start_timeout_s", self.start_timeout_s)
         config.require_int("FailureConfig", "standby_workers", self.standby_workers, minimum=0,
                            maximum=64)
