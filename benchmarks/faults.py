@@ -28,9 +28,17 @@ Per run (wall clock on one machine; every time from the moment the link went dow
   total_s            the whole run (submit / fit to return)
 plus the 1-minute load average before and after each run.
 
-    flock /tmp/ainative-ray.lock .venv/bin/python benchmarks/faults.py [--reps 2]
+The endpoint scenario (``--scenarios endpoint``): an Endpoint of two replicas (1.5 CPUs each, so
+one per node) beside a plain Ray Serve app of the same model and replicas, behind the same HTTP
+proxy on the head, alternated per repetition, under 4 closed-loop HTTP clients; one replica's node
+is partitioned. Per run: failed requests (and those sent from 3 s after Ray declared the node dead,
+which must be 0), the longest request in flight across the fault, the p99 of requests sent in the
+10 s after it, and when Ray declared the node dead (both learn of the partition from Ray).
 
-Needs root (network namespaces); writes benchmarks/results/faults.json.
+    flock /tmp/ainative-ray.lock .venv/bin/python benchmarks/faults.py [--reps 2] \
+        [--scenarios train,endpoint] [--out faults.json]
+
+Needs root (network namespaces); writes benchmarks/results/<--out>.
 """
 
 from __future__ import annotations
@@ -192,6 +200,151 @@ def start_ray_train(cfg: dict[str, Any], name: str) -> Any:
 SYSTEMS = {"ours": start_ours, "ray_train": start_ray_train}
 
 
+# -- the endpoint scenario --------------------------------------------------------------------------
+LOAD_THREADS = 4          # closed-loop HTTP clients, one request at a time each
+SETTLE_S = 3.0            # after the node is declared dead, for every router to drop the replica
+REPLICA_CPUS = 1.5        # one replica per 2-CPU node: both nodes serve, the partition takes one
+
+
+def double_model() -> Any:
+    def model(x: Any) -> Any:
+        time.sleep(0.01)
+        return x * 2
+    return model
+
+
+def endpoint_ours_settings() -> dict[str, Any]:
+    return {"Endpoint": {"model": "x * 2 after 10 ms", "resources": {"cpus": REPLICA_CPUS},
+                         "autoscaling": {"min_replicas": 2, "max_replicas": 2}},
+            "what ainative sets": "its ingress on the head (retries a request once when its "
+                                  "replica died; idempotent by default), replica health check "
+                                  "every 1 s with a 10 s timeout, max_ongoing_requests 16"}
+
+
+SERVE_PEER = {"num_replicas": 2, "ray_actor_options": {"num_cpus": REPLICA_CPUS},
+              "max_ongoing_requests": 16, "health_check_period_s": 1.0,
+              "health_check_timeout_s": 2.0}
+
+
+def endpoint_serve_settings() -> dict[str, Any]:
+    return {"deployment": SERVE_PEER | {"model": "x * 2 after 10 ms, the request's JSON body"},
+            "how": "plain Ray Serve app behind the same HTTP proxy (the head's), no ingress; "
+                   "replica health check tightened from Serve's defaults (10 s / 30 s) to 1 s / 2 s "
+                   "as its fault-tolerance guide suggests for faster failover"}
+
+
+class _Peer:
+    def __init__(self) -> None:
+        self.model = double_model()
+
+    async def __call__(self, request: Any) -> Any:
+        return self.model(await request.json())
+
+
+class _Load:
+    """LOAD_THREADS closed-loop clients; ``rows``: (sent, answered, HTTP status or -1)."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.stop, self.lock = url, threading.Event(), threading.Lock()
+        self.rows: list[tuple[float, float, int]] = []
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(LOAD_THREADS)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, i: int) -> None:
+        import requests
+
+        with requests.Session() as session:
+            while not self.stop.is_set():
+                sent = time.time()
+                try:
+                    code = session.post(self.url, json=i, timeout=60).status_code
+                except requests.RequestException:
+                    code = -1
+                with self.lock:
+                    self.rows.append((sent, time.time(), code))
+
+    def ok_since(self, since: float) -> int:
+        with self.lock:
+            return sum(1 for s, _, c in self.rows if s >= since and c == 200)
+
+    def finish(self) -> list[tuple[float, float, int]]:
+        self.stop.set()
+        for t in self.threads:
+            t.join(90)
+        return list(self.rows)
+
+
+def deploy_ours(rep: int) -> tuple[str, Any]:
+    import ainative as ai
+
+    ep = ai.Endpoint(double_model, name=f"bfault{rep}-{os.getpid()}",
+                     resources=ai.Resources(cpus=REPLICA_CPUS),
+                     autoscaling=ai.AutoscalingConfig(min_replicas=2, max_replicas=2))
+    handle = ep.deploy(timeout_s=180)
+    return handle.url, handle.delete
+
+
+def deploy_serve(rep: int) -> tuple[str, Any]:
+    from ray import serve
+
+    from ainative.serve import _runtime
+
+    port = _runtime.ensure_serve()       # the same Serve instance and proxy as ours
+    name = f"peer{rep}-{os.getpid()}"
+    app = serve.deployment(_Peer).options(name=name, **SERVE_PEER).bind()  # type: ignore[attr-defined]
+    serve.run(app, name=name, route_prefix=f"/{name}", blocking=False)
+    _wait("the Serve app running", lambda: getattr(serve.status().applications.get(name), "status",
+                                                   None) == "RUNNING", 180)
+    return f"http://127.0.0.1:{port}/{name}", lambda: serve.delete(name)
+
+
+ENDPOINT_SYSTEMS = {"ours": deploy_ours, "serve": deploy_serve}
+
+
+def run_endpoint_once(cluster: Any, system: str, rep: int) -> dict[str, Any]:
+    url, delete = ENDPOINT_SYSTEMS[system](rep)
+    load_before = os.getloadavg()[0]
+    victim = cluster.nodes[rep % 2]
+    load = _Load(url)
+    try:
+        t_warm = time.time()
+        _wait("steady load", lambda: load.ok_since(t_warm) >= 200, 90)
+        t_fault = time.time()
+        cluster.partition(victim)
+        node_dead = cluster.wait_dead(victim.node_id, timeout_s=60)
+        t_dead = t_fault + node_dead
+        _wait("100 requests answered after the settle",
+              lambda: load.ok_since(t_dead + SETTLE_S) >= 100, 120)
+    finally:
+        rows = load.finish()
+        delete()
+    row = analyse_endpoint(rows, t_fault, t_dead)
+    row.update(node_dead_s=round(node_dead, 3), load_avg_1m_before=load_before,
+               load_avg_1m_after=os.getloadavg()[0])
+    print(f"  endpoint {system:6s} rep {rep}: " + ", ".join(f"{k}={v}" for k, v in row.items()),
+          flush=True)
+    cluster.heal(victim)
+    cluster.start_node(victim)
+    cluster.wait_alive(victim, timeout_s=90)
+    return row
+
+
+def analyse_endpoint(rows: list[tuple[float, float, int]], t_fault: float,
+                     t_dead: float) -> dict[str, Any]:
+    failed = [(round(s - t_fault, 2), round(e - t_fault, 2), c) for s, e, c in rows if c != 200]
+    across = [e - s for s, e, _ in rows if s <= t_fault <= e]
+    window = sorted(e - s for s, e, c in rows if t_fault <= s < t_fault + 10)
+    return {"requests": len(rows), "failed": len(failed), "failed_at": failed[:20],
+            "failed_after_settle": sum(1 for s, _, c in rows if c != 200 and s >= t_dead + SETTLE_S),
+            "longest_across_fault_s": round(max(across, default=0.0), 3),
+            "answered_ok_10s_after_fault": sum(1 for s, e, c in rows
+                                               if c == 200 and t_fault <= e < t_fault + 10),
+            "p99_10s_after_fault_ms": round(1000 * window[int(0.99 * (len(window) - 1))], 1)
+            if window else None}
+
+
 # -- one run -------------------------------------------------------------------------------------------
 def _rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
@@ -320,7 +473,9 @@ def main() -> None:
     parser.add_argument("--ckpt-every", type=int, default=5)
     parser.add_argument("--fault-step", type=int, default=18)
     parser.add_argument("--slow-s", type=float, default=0.05)
-    parser.add_argument("--systems", default="ours,ray_train")
+    parser.add_argument("--systems", default="ours,ray_train", help="of the training scenario")
+    parser.add_argument("--scenarios", default="train,endpoint")
+    parser.add_argument("--out", default="faults.json", help="file name under benchmarks/results")
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ["AINATIVE_EVENTS_DIR"] = tempfile.mkdtemp(prefix="ainative-bench-events-")
@@ -329,8 +484,11 @@ def main() -> None:
     netns.check_available()
     load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="ainative-bench-faults-"))
-    systems = [s for s in args.systems.split(",") if s]
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    systems = [s for s in args.systems.split(",") if s] if "train" in scenarios else []
     rows: dict[str, list[dict[str, Any]]] = {s: [] for s in systems}
+    ep_rows: dict[str, list[dict[str, Any]]] = {s: [] for s in ENDPOINT_SYSTEMS} \
+        if "endpoint" in scenarios else {}
     os.environ.update(GLOO_ENV)    # the nodes' raylets, so every worker, inherit it
     cluster = netns.NetnsCluster(head_cpus=0)
     driver = None
@@ -344,26 +502,49 @@ def main() -> None:
                     rows[system].append(run_once(cluster, system, rep, args, work))
                 except Exception as exc:          # recorded, not hidden: the run is reported failed
                     rows[system].append({"error": f"{type(exc).__name__}: {exc}"[:1000]})
-                    write(args, rows, load_before)
+                    write(args, rows, load_before, ep_rows)
                     raise
-                write(args, rows, load_before)    # what is measured so far survives a time limit
+                write(args, rows, load_before, ep_rows)  # what is measured so far survives a limit
+        for rep in range(args.reps if ep_rows else 0):
+            for system in ENDPOINT_SYSTEMS:
+                try:
+                    ep_rows[system].append(run_endpoint_once(cluster, system, rep))
+                except Exception as exc:
+                    ep_rows[system].append({"error": f"{type(exc).__name__}: {exc}"[:1000]})
+                    write(args, rows, load_before, ep_rows)
+                    raise
+                write(args, rows, load_before, ep_rows)
     finally:
         if driver is not None:
             driver.shutdown()
         else:
             cluster.shutdown()
         shutil.rmtree(work, ignore_errors=True)
-    result = write(args, rows, load_before)
+    result = write(args, rows, load_before, ep_rows)
     print(json.dumps(result["summary"], indent=2))
+    if ep_rows:
+        print(json.dumps(result["endpoint"]["summary"], indent=2))
     print(f"load average (1 min) before {load_before:.2f}, after {result['load_avg_1m_after']:.2f}; "
-          f"written to {RESULT}")
+          f"written to {RESULT.parent / args.out}")
 
 
 RESULT = HERE / "results" / "faults.json"
 
 
+def summarize_endpoint(rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    s: dict[str, Any] = {}
+    for system, runs in rows.items():
+        for field in ("failed", "failed_after_settle", "longest_across_fault_s",
+                      "p99_10s_after_fault_ms", "answered_ok_10s_after_fault", "node_dead_s"):
+            values = [r[field] for r in runs if r.get(field) is not None]
+            if values:
+                s[f"{system}.{field}.median"] = round(statistics.median(values), 3)
+                s[f"{system}.{field}.all"] = values
+    return s
+
+
 def write(args: argparse.Namespace, rows: dict[str, list[dict[str, Any]]],
-          load_before: float) -> dict[str, Any]:
+          load_before: float, ep_rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     from tests.faults import netns
 
     result = {
@@ -377,11 +558,17 @@ def write(args: argparse.Namespace, rows: dict[str, list[dict[str, Any]]],
         "settings": {"ours": ours_settings(args), "ray_train": ray_train_settings(args)},
         "machine": machine(), "load_avg_1m_before": load_before, "load_avg_1m_after": os.getloadavg()[0],
         "summary": summarize(rows), "runs": rows,
+        "endpoint": {"load": f"{LOAD_THREADS} closed-loop HTTP clients to 127.0.0.1 (the head's "
+                             "proxy), warmed to 200 answers before the fault",
+                     "fault": "partition (veth down) of one replica's node, alternating nodes by rep",
+                     "settings": {"ours": endpoint_ours_settings(), "serve": endpoint_serve_settings()},
+                     "summary": summarize_endpoint(ep_rows), "runs": ep_rows},
         "command": "flock /tmp/ainative-ray.lock .venv/bin/python benchmarks/faults.py "
                    + " ".join(sys.argv[1:]),
-        "complete": all(len(v) == args.reps for v in rows.values())}
-    RESULT.parent.mkdir(exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=2))
+        "complete": all(len(v) == args.reps for v in [*rows.values(), *ep_rows.values()])}
+    out = RESULT.parent / args.out
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
     return result
 
 
