@@ -241,41 +241,6 @@ class _Peer:
         return self.model(await request.json())
 
 
-class _Load:
-    """LOAD_THREADS closed-loop clients; ``rows``: (sent, answered, HTTP status or -1)."""
-
-    def __init__(self, url: str) -> None:
-        self.url, self.stop, self.lock = url, threading.Event(), threading.Lock()
-        self.rows: list[tuple[float, float, int]] = []
-        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
-                        for i in range(LOAD_THREADS)]
-        for t in self.threads:
-            t.start()
-
-    def _run(self, i: int) -> None:
-        import requests
-
-        with requests.Session() as session:
-            while not self.stop.is_set():
-                sent = time.time()
-                try:
-                    code = session.post(self.url, json=i, timeout=60).status_code
-                except requests.RequestException:
-                    code = -1
-                with self.lock:
-                    self.rows.append((sent, time.time(), code))
-
-    def ok_since(self, since: float) -> int:
-        with self.lock:
-            return sum(1 for s, _, c in self.rows if s >= since and c == 200)
-
-    def finish(self) -> list[tuple[float, float, int]]:
-        self.stop.set()
-        for t in self.threads:
-            t.join(90)
-        return list(self.rows)
-
-
 def deploy_ours(rep: int) -> tuple[str, Any]:
     import ainative as ai
 
@@ -304,19 +269,21 @@ ENDPOINT_SYSTEMS = {"ours": deploy_ours, "serve": deploy_serve}
 
 
 def run_endpoint_once(cluster: Any, system: str, rep: int) -> dict[str, Any]:
+    from tests.faults.httpload import ClosedLoopLoad
+
     url, delete = ENDPOINT_SYSTEMS[system](rep)
     load_before = os.getloadavg()[0]
     victim = cluster.nodes[rep % 2]
-    load = _Load(url)
+    load = ClosedLoopLoad(url, LOAD_THREADS)     # times below are time.monotonic(), like its rows
     try:
-        t_warm = time.time()
-        _wait("steady load", lambda: load.ok_since(t_warm) >= 200, 90)
-        t_fault = time.time()
+        t_warm = time.monotonic()
+        _wait("steady load", lambda: load.count(since=t_warm) >= 200, 90)
+        t_fault = time.monotonic()
         cluster.partition(victim)
         node_dead = cluster.wait_dead(victim.node_id, timeout_s=60)
         t_dead = t_fault + node_dead
         _wait("100 requests answered after the settle",
-              lambda: load.ok_since(t_dead + SETTLE_S) >= 100, 120)
+              lambda: load.count(since=t_dead + SETTLE_S) >= 100, 120)
     finally:
         rows = load.finish()
         delete()

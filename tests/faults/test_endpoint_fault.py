@@ -11,15 +11,13 @@ surviving replica."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
-import requests
-
 import ainative as ai
 from ainative.serve import _runtime
 from tests.faults import netns
+from tests.faults.httpload import ClosedLoopLoad
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -33,42 +31,6 @@ def double():
         time.sleep(0.01)
         return x * 2
     return model
-
-
-class Load:
-    """Closed-loop HTTP load: THREADS clients, each posting one request at a time until stopped.
-    ``rows``: (sent, answered, status; -1 for a client-side error) per request."""
-
-    def __init__(self, url: str) -> None:
-        self.url, self.stop = url, threading.Event()
-        self.lock = threading.Lock()
-        self.rows: list[tuple[float, float, int]] = []
-        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
-                        for i in range(THREADS)]
-        for t in self.threads:
-            t.start()
-
-    def _run(self, i: int) -> None:
-        with requests.Session() as s:
-            while not self.stop.is_set():
-                sent = time.monotonic()
-                try:
-                    code = s.post(self.url, json=i, timeout=60).status_code
-                except requests.RequestException:
-                    code = -1
-                with self.lock:
-                    self.rows.append((sent, time.monotonic(), code))
-
-    def count(self, since: float = 0.0, ok: bool = True) -> int:
-        with self.lock:
-            return sum(1 for s, _, c in self.rows if s >= since and (c == 200) == ok)
-
-    def finish(self) -> list[tuple[float, float, int]]:
-        self.stop.set()
-        for t in self.threads:
-            t.join(90)
-        assert not any(t.is_alive() for t in self.threads)
-        return list(self.rows)
 
 
 def _replica_nodes(name: str) -> dict[str, str]:
@@ -104,7 +66,7 @@ def test_endpoint_replica_on_a_partitioned_node_fails_only_its_inflight_requests
         assert ingress_node == ray.get_runtime_context().get_node_id(), where
         victim_id = sorted(models.values())[0]
         victim = by_id[victim_id]
-        load = Load(h.url)
+        load = ClosedLoopLoad(h.url, THREADS)
         netns.wait_until("steady load on both replicas", lambda: load.count() >= 100, timeout_s=60)
         assert load.count(ok=False) == 0
         t0 = time.monotonic()
