@@ -153,6 +153,7 @@ class Prober:
                 self._sock.sendto(MAGIC + key + _SEQ.pack(self._seq), addr)
             except OSError:   # no route now (link down): a probe not sent is unanswered too
                 pass
+            silent = False
             with self._lock:
                 if name in self._targets:
                     self._unanswered[name] = self._unanswered.get(name, 0) + 1
