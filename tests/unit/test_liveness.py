@@ -17,15 +17,13 @@ from ainative.cluster import liveness, state
 from ainative.scheduling import protocol
 from ainative.train import _checkpoint, _controller, _dist, _events, _group
 from ainative.train.config import FailureConfig
+from tests.support import waiting
 
 
 def _until(pred, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return time.monotonic()
-        time.sleep(0.01)
-    raise AssertionError(f"not within {timeout_s} s: {what}")
+    """``waiting.until``, returning when the condition held (monotonic seconds)."""
+    waiting.until(what, pred, timeout_s, 0.01)
+    return time.monotonic()
 
 
 @pytest.fixture
@@ -203,7 +201,7 @@ def test_the_controller_restarts_without_a_node_its_probes_lost(tmp_path, monkey
     failure = next(e for e in _events.read("probed") if e["event"] == "failure")
     assert failure["rank"] == 1 and failure["node"] == "node1"
     assert "no answer to liveness probes for 0.5 s" in failure["reason"]
-    assert _ProbedGroup.starts[0].get("avoid_nodes") is None
+    assert _ProbedGroup.starts[0]["avoid_nodes"] == ()
     assert _ProbedGroup.starts[1]["avoid_nodes"] == ("node1",)
     assert time.monotonic() - cut < 10
     assert controller.prober is None or not controller.prober._thread.is_alive()

@@ -419,7 +419,7 @@ class Controller:
                     job_name=spec.name, resources=spec.resources, size=size,
                     strategy=spec.placement, timeout_s=left, spec_for=spec_for,
                     reserve_timeout_s=probe, should_stop=self._stop_while_starting,
-                    standby=self.standby, **({"avoid_nodes": avoid} if avoid else {}))
+                    standby=self.standby, avoid_nodes=avoid)
             except (errors.InfeasibleError, errors.PlacementTimeoutError):
                 if (size <= spec.min_workers and not avoid) or time.monotonic() >= deadline:
                     raise
