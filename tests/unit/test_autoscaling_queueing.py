@@ -165,13 +165,24 @@ def test_service_time_fit():
 
 
 def test_shed_when_the_work_ahead_outlasts_the_slo():
-    assert pol.shed(200, in_flight=1, throughput_rps=1) is None          # nothing ahead
-    assert pol.shed(200, in_flight=10, throughput_rps=0) is None         # no evidence
-    assert pol.shed(200, in_flight=10, throughput_rps=100) is None       # 100 ms <= 200 ms
-    verdict = pol.shed(200, in_flight=60, throughput_rps=20)             # 3 s of work ahead
+    assert pol.shed(200, in_flight=1, measured_rps=1, capacity_rps=1) is None       # nothing ahead
+    assert pol.shed(200, in_flight=10, measured_rps=0, capacity_rps=0) is None      # no evidence
+    assert pol.shed(200, in_flight=10, measured_rps=0, capacity_rps=100) is None    # 100 ms <= 200
+    verdict = pol.shed(200, in_flight=60, measured_rps=0, capacity_rps=20)          # 3 s ahead
     assert verdict is not None and verdict.predicted_ms == pytest.approx(3000)
     assert verdict.retry_after_s == 3
-    assert pol.shed(200, in_flight=10_000, throughput_rps=1).retry_after_s == 60
+    assert pol.shed(200, in_flight=10_000, measured_rps=1, capacity_rps=1).retry_after_s == 60
+    # Completions faster than the reported capacity: the measured rate is the better estimate.
+    assert pol.shed(200, in_flight=10, measured_rps=100, capacity_rps=20) is None
+
+
+def test_no_shedding_on_measured_completions_before_a_capacity_is_reported():
+    # busy fresh-clone run (2026-12-03): a new endpoint answering 8 req/s of 30 ms each shed a
+    # request 0.6 s after its first answers; the completions then (a few, over a 2 s window)
+    # were the demand, not the capacity, and predicted 3 in flight to take over 300 ms.
+    assert pol.shed(300, in_flight=3, measured_rps=2.5, capacity_rps=0) is None
+    assert pol.shed(300, in_flight=3, measured_rps=2.5, capacity_rps=33) is None
+    assert pol.shed(300, in_flight=30, measured_rps=2.5, capacity_rps=33) is not None
 
 
 def _ctx(running, target, ongoing, metrics, raw=None):

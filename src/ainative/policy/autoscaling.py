@@ -303,17 +303,19 @@ class Shed:
     retry_after_s: int
 
 
-def shed(slo_ms: float, in_flight: int, throughput_rps: float, *,
+def shed(slo_ms: float, in_flight: int, measured_rps: float, capacity_rps: float, *,
          min_in_flight: int = 2) -> Shed | None:
     """Load shedding at the edge: a new request is done when the ``in_flight`` requests (itself
-    included) have drained at ``throughput_rps`` (the larger of the completions per second
-    measured lately and the replicas' reported capacity). When that
-    wait alone exceeds the SLO the request cannot make its deadline with the capacity serving now
-    (replicas still starting take seconds, longer than such an SLO), so it is refused at once.
-    No measured throughput (a cold start, an idle endpoint) never sheds: there is no evidence."""
-    if in_flight < min_in_flight or throughput_rps <= 0:
+    included) have drained at the larger of ``measured_rps`` (completions per second measured
+    lately) and ``capacity_rps`` (the replicas' reported capacity, from their service times).
+    When that wait alone exceeds the SLO the request cannot make its deadline with the capacity
+    serving now (replicas still starting take seconds, longer than such an SLO), so it is refused
+    at once. Until the replicas have reported a capacity nothing is shed: the completions measured
+    then are what the clients asked for, not what the replicas can do (a new endpoint at a quarter
+    of its capacity shed a request on them under load), and a cold start has no evidence at all."""
+    if in_flight < min_in_flight or capacity_rps <= 0:
         return None
-    predicted_ms = in_flight / throughput_rps * 1000.0
+    predicted_ms = in_flight / max(measured_rps, capacity_rps) * 1000.0
     if predicted_ms <= slo_ms:
         return None
     return Shed(predicted_ms, max(1, min(60, math.ceil((predicted_ms - slo_ms) / 1000.0))))

@@ -209,7 +209,8 @@ class Edge:
 
     def _shed_verdict(self) -> scaling_policy.Shed | None:
         """Shed when the requests ahead, drained at the larger of the measured throughput and
-        the replicas' capacity, keep this one past the SLO."""
+        the replicas' reported capacity, keep this one past the SLO (never before a capacity
+        is reported)."""
         assert self._slo_ms is not None
         now = time.monotonic()
         if self._local_capacity is not None:
@@ -217,8 +218,8 @@ class Edge:
         elif now - self.flow.capacity_at >= CAPACITY_REFRESH_S and self.flow.pulling is None:
             self.flow.capacity_at = now
             self.flow.pulling = asyncio.ensure_future(self._pull_capacity())
-        rate = max(self.flow.throughput(now), self.flow.capacity_rps)
-        return scaling_policy.shed(self._slo_ms, self.flow.in_flight + 1, rate)
+        return scaling_policy.shed(self._slo_ms, self.flow.in_flight + 1, self.flow.throughput(now),
+                                   self.flow.capacity_rps)
 
     async def _pull_capacity(self) -> None:
         try:
