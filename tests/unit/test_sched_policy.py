@@ -178,9 +178,10 @@ def test_decision_time_bounded_with_5000_pending():
 
 def test_starving_job_goes_first_and_takes_the_reservation():
     # "light" (weight 10) always comes first by share, so its gang would hold the one reservation;
-    # once "heavy"'s older gang has waited starve_s it is tried first and takes it.
+    # once "heavy"'s older gang has waited starve_s it is tried first and takes it. (gang_hold_s
+    # off: a waiting gang keeping its reservation is the next test's subject.)
     eng = make([Queue("heavy", quota={"H100": 16}), Queue("light", quota={"H100": 16}, weight=10)],
-               nodes=((8, "H100"),), starve_s=3000.0)
+               nodes=((8, "H100"),), starve_s=3000.0, gang_hold_s=3e8)
     sub(eng, "h-run", "heavy", 4, 0, dur=5000, pre=False)
     sub(eng, "l-run", "light", 4, 0, dur=5000, pre=False)
     sub(eng, "h-gang", "heavy", 8, 1, dur=100)
@@ -191,6 +192,47 @@ def test_starving_job_goes_first_and_takes_the_reservation():
     for job_id in ("h-run", "l-run"):
         eng.finish(job_id, 5000)
     assert [j.job_id for j in eng.schedule(5000).started] == ["h-gang"]
+
+
+def test_a_waiting_gang_keeps_its_reservation_from_lighter_queues_tried_first():
+    # The production-shaped trace's worst wait in miniature: reservations re-dealt every pass in
+    # fair-share order let the lighter queue's long job, tried first, take the node the heavier
+    # queue's gang was draining. Kept once the gang has waited gang_hold_s, they hold.
+    for hold_s, small_starts in ((60.0, False), (3e8, True)):
+        eng = make([Queue("heavy", quota={"H100": 16}), Queue("light", quota={"H100": 16}, weight=10)],
+                   nodes=((8, "H100"),), gang_hold_s=hold_s)
+        sub(eng, "h-run", "heavy", 4, 0, dur=5000, pre=False)
+        sub(eng, "l-run", "light", 4, 0, dur=1000, pre=False)
+        sub(eng, "h-gang", "heavy", 8, 1, dur=100)          # drains the node: starts at 5000
+        assert eng.reservations["H100"][2] == "h-gang"
+        sub(eng, "l-small", "light", 4, 500, dur=9000)      # blocked: nothing free yet
+        eng.finish("l-run", 1000)
+        started = [j.job_id for j in eng.schedule(1000).started]
+        assert started == (["l-small"] if small_starts else []), (hold_s, started)
+        if not small_starts:
+            assert "would delay reserved job 'h-gang'" in eng.jobs["l-small"].reason
+            eng.finish("h-run", 5000)
+            assert [j.job_id for j in eng.schedule(5000).started] == ["h-gang"]
+
+
+def test_a_higher_priority_job_goes_around_a_kept_reservation_and_takes_it_only_when_nothing_else_fits():
+    for spare_on_n1, lands_on in ((1, 1), (0, 0)):
+        eng = make([Queue("q", quota={"H100": 32})], nodes=((8, "H100"), (8, "H100")))
+        sub(eng, "r0", "q", 6, 0, dur=1000, pre=False)                  # n0: 2 of 8 free
+        sub(eng, "r1", "q", 8 - spare_on_n1, 0, dur=5000, pre=False)    # n1: spare free
+        assert [p[0] for p in eng.running["r0"].placement] == [0]
+        assert [p[0] for p in eng.running["r1"].placement] == [1]
+        sub(eng, "gang", "q", 8, 1, dur=100)                            # reserved on n0 at 1000
+        assert eng.reservations["H100"][2] == "gang"
+        sub(eng, "high", "q", 1, 100, dur=9000, prio=5)                 # outranks the holder
+        assert eng.jobs["high"].running, eng.jobs["high"].reason
+        assert [p[0] for p in eng.jobs["high"].placement] == [lands_on]
+        sub(eng, "low", "q", 1, 100, dur=9000)                          # same priority: bound
+        assert not eng.jobs["low"].running
+        assert "would delay reserved job 'gang'" in eng.jobs["low"].reason
+        eng.finish("r0", 1000)
+        started = [j.job_id for j in eng.schedule(1000).started]
+        assert started == (["gang"] if lands_on == 1 else []), started   # 1 GPU short on n0
 
 
 class _Guard:

@@ -249,10 +249,10 @@ class Engine:
         tried: set[str] = set()
         if only is None:
             # Re-decided each full pass (the first blocked gang in pass order holds it), except that
-            # a gang that has waited starve_s keeps its reservation until it starts: no starvation.
-            self.reservations = {t: r for t, r in self.reservations.items()
-                                 if r[2] in self.jobs and not self.jobs[r[2]].running
-                                 and now - self.jobs[r[2]].submit_s >= self.cfg.starve_s}
+            # a multi-GPU gang that has waited gang_hold_s, and any job that has waited starve_s,
+            # keeps its reservation until it starts: jobs of lighter queues, tried before it in
+            # the next pass, no longer take the nodes it drains.
+            self.reservations = {t: r for t, r in self.reservations.items() if self._holds(r[2], now)}
             self.more_reservations = {}
             for job in self._starving(now):   # starving jobs first, oldest first, whatever the share
                 if ctx.attempts >= scan_total:
@@ -295,6 +295,23 @@ class Engine:
                         heap[k] = (usage.share(q, queues[q].weight), q, a)
                         heapq.heapify(heap)
                         break
+
+    def _holds(self, job_id: str, now: float) -> bool:
+        """Whether the reservation ``job_id`` holds outlives the pass that made it."""
+        job = self.jobs.get(job_id)
+        if job is None or job.running:
+            return False
+        waited = now - job.submit_s
+        return waited >= self.cfg.starve_s or (job.gpus > 1.0 + _EPS and waited >= self.cfg.gang_hold_s)
+
+    def _outranks(self, job: Job, holder_id: str, now: float) -> bool:
+        """A job of the holder's queue with a higher priority is not bound by its reservation (a
+        reservation kept from an earlier pass is no licence for priority inversion); a starving
+        holder is outranked by nobody. Aging is not counted: it orders the pass, and the holder
+        was first in line when it reserved."""
+        holder = self.jobs.get(holder_id)
+        return (holder is not None and holder.queue == job.queue and job.priority > holder.priority
+                and now - holder.submit_s < self.cfg.starve_s)
 
     def _starving(self, now: float) -> list[Job]:
         limit = now - self.cfg.starve_s
@@ -346,12 +363,17 @@ class Engine:
                 reasons.append(ctx.place_reason[t])
                 blocked.append(t)
                 continue
-            avoid, res_why = self._backfill_avoid(job, t, now)
+            avoid, res_why, outranked = self._backfill_avoid(job, t, now)
+            held: frozenset[Any] = frozenset()
             if self.claims:
                 held, held_why = self._claimed(job, t)
                 if held:
                     avoid, res_why = avoid | held, "; ".join(w for w in (res_why, held_why) if w)
             got = self.placer.place_job(job, t, avoid)
+            if got is None and outranked is not None:
+                # it outranks a holder: around the reserved nodes when it can (above), on them
+                # only when nothing else fits
+                got = self.placer.place_job(job, t, outranked | held)
             if got is not None:
                 self._start(job, t, got, now, dec)
                 ctx.any_types = None
@@ -595,11 +617,17 @@ class Engine:
         if got is not None and held.isdisjoint(got[1]):
             more.append((got[0], got[1], job.job_id))
 
-    def _backfill_avoid(self, job: Job, t: str, now: float) -> tuple[frozenset[Any], str]:
+    def _backfill_avoid(self, job: Job, t: str, now: float
+                        ) -> tuple[frozenset[Any], str, frozenset[Any] | None]:
+        """Nodes ``job`` must keep off on type ``t`` so as not to delay a reservation (those of
+        jobs it would end after), why, and, when it outranks one of the holders, the smaller set
+        that binds it once it has tried to go around them (None: it outranks nobody)."""
         first = self.reservations.get(t)
         if first is None:
-            return frozenset(), ""
+            return frozenset(), "", None
         avoid: frozenset[Any] = frozenset()
+        binding: frozenset[Any] = frozenset()
+        outranks = False
         why = ""
         for res in (first, *self.more_reservations.get(t, ())):
             if res[2] == job.job_id:
@@ -607,9 +635,13 @@ class Engine:
             if job.duration_s is not None and now + job.duration_s <= res[0] + _EPS:
                 continue
             avoid = avoid | res[1]
+            if self._outranks(job, res[2], now):
+                outranks = True
+            else:
+                binding = binding | res[1]
             why = why or (f"would delay reserved job {res[2]!r} (expected to start at t={res[0]:.0f}s); "
                           "only jobs that end before it or avoid its nodes may backfill")
-        return avoid, why
+        return avoid, why, (binding if outranks else None)
 
     def _stop(self, job_id: str, stop: Any, now: float, dec: Decisions) -> None:
         job = self.running.get(job_id)

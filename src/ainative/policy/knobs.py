@@ -36,6 +36,13 @@ class PolicyConfig:
     starve_s: float = 4 * 3600.0
     """A job waiting this long is tried before every other, in age order, whatever its queue's
     share; a blocked gang among them holds its backfill reservation until it starts."""
+    gang_hold_s: float = 60.0
+    """A blocked multi-GPU gang that has waited this long keeps its backfill reservation from one
+    pass to the next until it starts (a starving job keeps it after ``starve_s`` whatever its
+    size). Otherwise reservations are re-dealt every pass in fair-share order, and the 1-GPU jobs
+    of lighter queues, tried first, took the nodes a heavier queue's gang was draining: on the
+    production-shaped trace one 8-GPU gang was pushed back four times (3.10x the teams' mean
+    maximum wait). 0 keeps every gang's reservation from its first pass."""
     restart_overhead_s: float = 30.0
     """Extra run time a preempted job needs to resume from its checkpoint (simulator)."""
     preempt_retry_s: float = 60.0
@@ -57,7 +64,7 @@ class PolicyConfig:
         require_in("PolicyConfig", "placement", self.placement, PLACEMENTS)
         for f in ("half_life_s", "aging_s", "starve_s"):
             config.require_seconds("PolicyConfig", f, getattr(self, f))
-        for f in ("min_runtime_s", "ping_pong_s", "restart_overhead_s", "preempt_retry_s"):
+        for f in ("min_runtime_s", "ping_pong_s", "restart_overhead_s", "preempt_retry_s", "gang_hold_s"):
             config.require_seconds("PolicyConfig", f, getattr(self, f), allow_zero=True)
         # a million preemptions of one job, or scans past a million jobs a pass, are never meant
         config.require_int("PolicyConfig", "max_preemptions", self.max_preemptions, minimum=0,
