@@ -86,12 +86,20 @@ def cluster_summary() -> dict[str, float]:
 
 
 def _progress_wait(handle, what, pred, timeout_s=90.0):
+    seen = []
+
     def check():
         snap = handle.progress()
+        seen[:] = [snap]
         assert not snap["state"].startswith(("failed", "stopped", "succeeded")), snap
         return snap if pred(snap) else None
 
-    return _wait(what, check, timeout_s=timeout_s)
+    try:
+        return _wait(what, check, timeout_s=timeout_s)
+    except AssertionError as err:   # say where the job was, not only "last: None"
+        last = seen[0] if seen else None
+        brief = {k: last.get(k) for k in ("state", "step", "world_size", "restarts", "metrics")} if last else None
+        raise AssertionError(f"{err}; the job's last progress: {brief}") from None
 
 
 @pytest.mark.timeout(200)
