@@ -46,14 +46,17 @@ def _cpu() -> float:
     return time.process_time()
 
 
-def policies(rows: list[trace.TraceJob], cluster: Any) -> dict[str, dict[str, Any]]:
+def policies(rows: list[trace.TraceJob], cluster: Any, runs: tuple[tuple[str, str], ...] = RUNS,
+             quiet: bool = False) -> dict[str, dict[str, Any]]:
     out = {}
-    for policy, placement in RUNS:
+    for policy, placement in runs:
         t0, c0 = time.perf_counter(), _cpu()
         r = simulate(rows, cluster, policy, config=PolicyConfig(placement=placement)).to_dict()
         r.pop("rejected", None)
         r["wall_s"], r["cpu_s"] = time.perf_counter() - t0, _cpu() - c0
         out[f"{policy}/{placement}"] = r
+        if quiet:
+            continue
         print(f"  {policy:>8}/{placement:<7} avg JCT {r['avg_jct_s']:>9.0f} s  wait {r['avg_wait_s']:>9.0f} s  "
               f"util-while-waiting {r['gpu_utilization_contended']:.3f}  jain {r['jain_fairness']:.3f}  "
               f"({r['cpu_s']:.1f} s CPU)", flush=True)
@@ -96,12 +99,8 @@ def seeds_check(seeds: int, n: int, load: float, prod_load: float) -> dict[str, 
             else:
                 rows, cl = (trace.generate_production(n, total_gpus=4096, seed=seed, load=prod_load),
                             trace.production_cluster(4096))
-            runs = {}
-            for policy, placement in (("fifo", "packed"), ("kueue", "packed"), ("ainative", "fgd")):
-                r = simulate(rows, cl, policy, config=PolicyConfig(placement=placement)).to_dict()
-                r.pop("rejected", None)
-                runs[f"{policy}/{placement}"] = r
-            ratios, met = targets(runs)
+            ratios, met = targets(policies(rows, cl, runs=tuple(r for r in RUNS if r != ("ainative", "packed")),
+                                           quiet=True))
             out["by_seed"][f"{name}/{seed}"] = {"ratios": ratios, "targets_met": met}
             for k, v in met.items():
                 out["met_count"].setdefault(name, {}).setdefault(k, 0)
