@@ -459,6 +459,9 @@ class Ours(Day):
             autoscaling=ai.AutoscalingConfig(min_replicas=MIN_REPLICAS, max_replicas=MAX_REPLICAS,
                                              target_concurrency=1.0, latency_slo_ms=SLO_MS,
                                              upscale_delay_s=0.5, downscale_delay_s=10.0),
+            # serves the day from its deploy: the warm-up, the day, the last requests' client
+            # timeout; the min_replicas budget keeps back its min_replicas' spend to then
+            expected_duration_s=self.p["day_s"] + 15.0,
         ).deploy(timeout_s=120)
         return str(self.handle.url)
 

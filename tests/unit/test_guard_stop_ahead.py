@@ -1,5 +1,6 @@
 """Live budget stops land inside the budget (within one metering period), and a queue budget with
-``action="min_replicas"`` keeps an endpoint's guaranteed replicas while it stops the rest.
+``action="min_replicas"`` keeps an endpoint's guaranteed replicas while it stops the rest, early
+enough that the guaranteed replicas' spend to their horizon fits in the budget.
 
 The scheduler's guardrails hook is stepped once a second (the live pass) with explicit times; a
 stopped job ends when its stop's grace runs out (the worst case: it never checkpoints sooner) or
@@ -112,26 +113,96 @@ def test_admission_needs_room_for_a_stop_to_take_effect():
     assert h.check_admit(job("small", 0.5, 10.0), 10.0) is None
 
 
-def test_min_replicas_budget_keeps_the_endpoint_base_and_stops_its_extras():
-    charges: list[g.Charge] = []
-    h = hook(cap=50.0, action="min_replicas", sink=charges)
-    base = job("ep", 1.0, 0.0, kind="endpoint", endpoint="ep")
+def endpoint_jobs(**base_meta):
+    base = job("ep", 1.0, 0.0, kind="endpoint", endpoint="ep", **base_meta)
     base.preemptible = False
     extra = job("ep+1", 1.0, 0.0, kind="endpoint", endpoint="ep")
     train = job("t", 1.0, 0.0, kind="train")
+    return base, extra, train
+
+
+def tick_to(h: GuardrailsHook, jobs: list[Job], end_s: float, ends_at: dict[str, float] | None = None
+            ) -> dict[str, float]:
+    """Step the hook each period to ``end_s``; a stopped job ends a period after its stop, a job
+    in ``ends_at`` ends then by itself. Returns when each job was stopped."""
     stopped: dict[str, float] = {}
+    ends_at = dict(ends_at or {})
     t = 0.0
-    while t < 100.0:
-        running = [j for j in (base, extra, train) if j.job_id not in stopped]
+    while t <= end_s:
+        running = [j for j in jobs if j.job_id not in stopped and ends_at.get(j.job_id, 1e18) > t]
+        for j in jobs:
+            if j.job_id not in stopped and ends_at.get(j.job_id) == t:
+                h.on_finish(j, t, "succeeded")
         for job_id, _stop in h.on_tick(running, t):
             stopped[job_id] = t
-            h.on_finish(next(j for j in running if j.job_id == job_id), t + 1.0, "stopped: budget")
+            h.on_finish(next(j for j in running if j.job_id == job_id), t + PERIOD_S, "stopped: budget")
         t += PERIOD_S
+    return stopped
+
+
+def test_min_replicas_budget_without_a_horizon_keeps_the_base_past_the_cap_flagged_once():
+    charges: list[g.Charge] = []
+    h = hook(cap=50.0, action="min_replicas", sink=charges)
+    base, extra, train = endpoint_jobs()
+    stopped = tick_to(h, [base, extra, train], 99.0)
     assert set(stopped) == {"ep+1", "t"}          # the base keeps serving at min_replicas
     flags = [d for _, job_id, d in h.events if job_id == "ep" and d.kind == "flag"]
-    assert len(flags) == 1 and "min_replicas" in flags[0].message
+    assert len(flags) == 1 and "expected_duration_s" in flags[0].message
     # once the extras are gone only the base is charged: what min_replicas costs, nothing more
     gone = max(stopped.values()) + 1.0
     after = [c for c in charges if c.start_s >= gone]
     assert after and {c.job for c in after} == {"ep"}
-    assert sum(c.gpu_seconds for c in after) == pytest.approx(t - PERIOD_S - gone, abs=1.0)
+    assert sum(c.gpu_seconds for c in after) == pytest.approx(99.0 - gone, abs=1.0)
+
+
+@pytest.mark.parametrize("expected_s", [60.0, 80.0])
+def test_min_replicas_budget_keeps_the_base_spend_to_its_expected_end_inside_the_cap(expected_s):
+    # 100 USD; the base (1 USD/s) is to serve expected_s: the extra and the training job stop
+    # early enough that it does, inside the budget; it ends by itself at expected_s
+    h = hook(cap=100.0, action="min_replicas")
+    base, extra, train = endpoint_jobs(expected_duration_s=expected_s)
+    stopped = tick_to(h, [base, extra, train], 150.0, ends_at={"ep": expected_s})
+    assert set(stopped) == {"ep+1", "t"}
+    assert spent(h) <= 100.0 + 1e-6, spent(h)
+    # the others used what the base did not need: within a metering period of all of it
+    assert spent(h) >= 100.0 - 3.0 * PERIOD_S, spent(h)
+    stop = next(d for _, job_id, d in h.events if job_id == "t" and d.kind == "stop")
+    assert "kept for endpoints' min_replicas" in stop.message
+
+
+def test_min_replicas_budget_stops_the_base_at_the_cap_when_its_reserve_was_overrun():
+    # the base was admitted to serve 200 s on a 100 USD budget already half spent: it cannot be
+    # kept to its end, so the extra stops at once and the base stops at the cap, never past it
+    h = hook(cap=100.0, action="min_replicas")
+    h.rails.book.add(g.Charge(job="old", queue="q", team=None, accelerator="H100", start_s=-60.0,
+                              end_s=-10.0, gpu_seconds=50.0, cost_usd=50.0))
+    base, extra, _ = endpoint_jobs(expected_duration_s=200.0)
+    stopped = tick_to(h, [base, extra], 150.0)
+    assert stopped["ep+1"] == 0.0 and "ep" in stopped
+    assert spent(h) <= 100.0 + 1.0 * PERIOD_S + 1e-6, spent(h)
+
+
+def test_a_periodic_min_replicas_budget_keeps_the_base_spend_to_the_period_end():
+    import datetime as dt
+
+    day_end = dt.datetime(2026, 12, 4, tzinfo=dt.timezone.utc).timestamp()
+    t0 = day_end - 120.0                   # two minutes before the day's budget renews
+    rails = g.Guardrails(PRICES, queue_budgets={"q": pricing.Budget(usd=200.0, period="day",
+                                                                     action="min_replicas")})
+    floor = g.JobSpec(name="ep", queue="q", gpus={"H100": 1.0}, floor=True)
+    other = g.JobSpec(name="t", queue="q", gpus={"H100": 1.0})
+    rails.start(floor, t0)
+    rails.start(other, t0)
+    # 120 USD of the day's 200 are kept for the base: the other job may use 80, at 2 USD/s
+    # together that is 80 s, at the most 1 USD/s for 80 s to the other
+    t, stop_at = t0, None
+    while stop_at is None and t < day_end:
+        t += 1.0
+        _, decisions = rails.meter("t", t)
+        rails.meter("ep", t)
+        if any(d.kind == "stop" for d in decisions):
+            stop_at = t
+    assert stop_at is not None and stop_at - t0 == pytest.approx(80.0, abs=1.0)
+    # a new job is not admitted where the day has nothing left beyond the base's reserve
+    assert rails.admit(g.JobSpec(name="u", queue="q", gpus={"H100": 1.0}, max_runtime_s=10.0),
+                       t).kind == "refuse"

@@ -58,15 +58,18 @@ class Controller(_capacity.CapacityController):
         return dict(self.board_state)
 
 
-def make(free: int, *, lo: int = 1, hi: int = 4, budget: Any = None, idle: Any = None):
+def make(free: int, *, lo: int = 1, hi: int = 4, budget: Any = None, idle: Any = None,
+         expected_duration_s: float | None = None):
     ep = ai.Endpoint(lambda: (lambda x: x), name="ep", queue="c", budget=budget, idle=idle,
                      resources=ai.Resources(cpus=0.1, accelerator=ai.Accelerator("H100", 0.5)),
-                     autoscaling=ai.AutoscalingConfig(min_replicas=lo, max_replicas=hi))
+                     autoscaling=ai.AutoscalingConfig(min_replicas=lo, max_replicas=hi),
+                     expected_duration_s=expected_duration_s)
     stopped: list[str] = []
     adm = FakeAdmission(free)
     ctl = Controller(ep, adm, on_stop=stopped.append)
     ctl.base = adm.admit(ctl._request("ep", lo, False))
     ctl._record(ctl.base, lo)
+    ctl._admitted_s = time.time()
     return ctl, adm, stopped
 
 
@@ -123,22 +126,61 @@ def test_preempted_extra_scales_toward_min_never_below():
     assert ctl.cap == 1 and adm.leases[0].released is None
 
 
-def test_base_stop_deletes_and_budget_min_replicas_holds():
-    ctl, adm, stopped = make(free=2)
-    adm.leases[0].stop = protocol.StopRequest("budget", message="queue budget spent")
-    ctl.step()
+def wait_stopped(stopped: list[str]) -> None:
     deadline = time.monotonic() + 5
     while not stopped and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert stopped == ["stopped: budget"]
-    ctl, adm, stopped = make(free=3, budget=ai.Budget(usd=1000.0, action="min_replicas"))
+
+
+@pytest.mark.parametrize("own", [None, "stop", "min_replicas"])
+def test_a_stop_of_the_base_lease_deletes_the_endpoint_whatever_its_own_budget(own):
+    # admission stops the base lease only at a cap (a queue budget's, min_replicas included: the
+    # guardrails stopped the extras earlier) or for a reason of its own: the endpoint goes
+    budget = ai.Budget(usd=1000.0, action=own) if own else None
+    ctl, adm, stopped = make(free=3, budget=budget)
     ctl.board_state.update(want=3)
     settle(ctl, lambda: ctl.cap == 3)
     adm.leases[0].stop = protocol.StopRequest("budget", message="queue budget spent")
     ctl.step()
-    assert ctl.cap == 1 and ctl.hold == "budget" and "budget" in ctl.why and not stopped
+    wait_stopped(stopped)
+    assert stopped == ["stopped: budget"]
+
+
+def test_own_min_replicas_budget_keeps_the_base_spend_to_its_expected_end_then_stops_at_the_cap():
+    # 1 base replica (0.5 GPU) + 2 extras; 1.5 GPU-hour budget; the endpoint serves 2 h in all,
+    # so 1 GPU-h of it is the base's and 0.5 is what the extras may use
+    budget = ai.Budget(gpu_hours=1.5, warn_at=0.99, action="min_replicas")
+    ctl, adm, stopped = make(free=3, lo=1, hi=3, budget=budget, expected_duration_s=7200.0)
+    ctl.board_state.update(want=3)
+    settle(ctl, lambda: ctl.cap == 3)
+    assert ctl.hold is None
+    for rec in ctl.records:                     # 40 min in: 1.5 GPU x 2/3 h = 1.0 GPU-h spent
+        rec.admitted_s -= 2400.0
+    ctl._admitted_s -= 2400.0
+    # the base still spends 0.5 GPU x 80 min = 0.67 GPU-h to its end: more than is left (0.5)
     ctl.step()
-    assert ctl._inflight == 0      # scale-ups refused while held
+    assert ctl.hold == "budget" and ctl.cap == 1 and not stopped
+    assert "kept for min_replicas" in ctl.why
+    ctl.board_state.update(want=3, running=1)
+    ctl.step()
+    assert ctl.cap == 1 and ctl._inflight == 0               # scale-ups refused while held
+    for rec in ctl.records[:1]:                 # the base alone reaches the cap: it stops there
+        rec.admitted_s -= 4000.0
+    ctl.step()
+    wait_stopped(stopped)
+    assert stopped == ["stopped: budget"]
+
+
+def test_own_min_replicas_budget_without_an_expected_end_serves_on_past_the_cap_flagged():
+    from ainative import events
+
+    ctl, adm, stopped = make(free=3, budget=ai.Budget(gpu_hours=0.1, action="min_replicas"))
+    ctl.records[0].admitted_s -= 3600.0          # 0.5 GPU-h: past the cap
+    ctl.step()
+    ctl.step()
+    assert ctl.hold == "budget" and ctl.cap == 1 and not stopped
+    overruns = [e for e in events.read("ep") if e["event"] == "budget_overrun"]
+    assert len(overruns) == 1 and "expected_duration_s" in overruns[0]["message"]
 
 
 def test_endpoint_budget_sums_all_leases():
@@ -216,3 +258,16 @@ def test_queued_scale_ups_are_withdrawn_when_a_hold_starts():
     ctl._to_min("budget", "budget of queue 'c' exhausted")
     assert request.cancelled() is True
     ctl.close()
+
+
+def test_own_min_replicas_budget_too_small_for_the_expected_end_is_refused_before_admission():
+    budget = ai.Budget(gpu_hours=0.5, action="min_replicas")       # 0.5 GPU for 2 h needs 1.0
+    ep = ai.Endpoint(lambda: (lambda x: x), name="ep2", queue="c", budget=budget,
+                     resources=ai.Resources(cpus=0.1, accelerator=ai.Accelerator("H100", 0.5)),
+                     autoscaling=ai.AutoscalingConfig(min_replicas=1, max_replicas=2),
+                     expected_duration_s=7200.0)
+    adm = FakeAdmission(3)
+    ctl = Controller(ep, adm, on_stop=lambda _: None)
+    with pytest.raises(errors.BudgetExceededError, match="expected_duration_s") as info:
+        ctl.admit_initial(timeout_s=1.0)
+    assert info.value.reservation == pytest.approx(1.0) and not adm.requests    # nothing taken

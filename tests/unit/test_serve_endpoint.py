@@ -34,6 +34,9 @@ def model_factory():
     (dict(name="ok", fast_path="yes"), "fast_path"),
     (dict(name="ok", fast_path=1), "fast_path"),
     (dict(name="ok", fast_path=None), "fast_path"),
+    (dict(name="ok", expected_duration_s=0), "expected_duration_s"),
+    (dict(name="ok", expected_duration_s=float("nan")), "expected_duration_s"),
+    (dict(name="ok", expected_duration_s="1h"), "expected_duration_s"),
 ])
 def test_bad_endpoint_arguments_raise_config_error(kwargs, field):
     with pytest.raises(ai.ConfigError) as info:

@@ -50,7 +50,8 @@ def spec_from_request(request: protocol.JobRequest) -> g.JobSpec:
     return g.JobSpec(name=request.name, queue=request.queue, gpus=gpus, cpus=cpus,
                      max_runtime_s=request.max_runtime_s,
                      expected_duration_s=request.expected_duration_s, budget=request.budget,
-                     idle=idle, team=request.metadata.get("team"))
+                     idle=idle, team=request.metadata.get("team"),
+                     floor=request.kind == "endpoint" and not request.preemptible)
 
 
 class GuardedAdmission:
@@ -72,17 +73,14 @@ class GuardedAdmission:
         except BaseException:
             inner.release("failed")
             raise
-        keep_min = request.kind == "endpoint" and not request.preemptible
-        return GuardedLease(self, request.name, inner, keep_min=keep_min)
+        return GuardedLease(self, request.name, inner)
 
 
 class GuardedLease:
     """A lease that meters the job and turns guardrail stops into ``StopRequest``s."""
 
-    def __init__(self, owner: GuardedAdmission, name: str, inner: protocol.Lease, *,
-                 keep_min: bool = False) -> None:
+    def __init__(self, owner: GuardedAdmission, name: str, inner: protocol.Lease) -> None:
         self.owner, self.name, self.inner = owner, name, inner
-        self.keep_min = keep_min      # an endpoint's min_replicas lease: a min_replicas budget keeps it
         self.decisions: list[g.Decision] = []
         self._released = False
 
@@ -101,8 +99,8 @@ class GuardedLease:
                 continue
             grace = self.owner.grace_s
             if d.reason == "budget":
-                if self.keep_min and d.details.get("action") == "min_replicas":
-                    continue           # the endpoint keeps min_replicas; its extras are stopped
+                # (an endpoint's min_replicas lease under a min_replicas budget is stopped only at
+                # the cap itself: Guardrails decides that, JobSpec.floor)
                 # land the stop before the cap: the checkpoint gets what the budget has left
                 grace = min(grace, max(hook.MIN_STOP_S, float(d.details.get("left_s", grace))))
             return protocol.StopRequest(reason=d.reason, checkpoint=d.checkpoint, grace_s=grace,

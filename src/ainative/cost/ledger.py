@@ -174,7 +174,7 @@ def _export(rows: list[tuple[Any, ...]]) -> None:
 
 def _spec_to_dict(job: JobSpec) -> dict[str, Any]:
     out = {name: getattr(job, name) for name in ("name", "queue", "team", "cpus", "max_runtime_s",
-                                                 "expected_duration_s")}
+                                                 "expected_duration_s", "floor")}
     out["gpus"] = dict(job.gpus)
     for name in ("budget", "idle"):
         value = getattr(job, name)
@@ -187,5 +187,6 @@ def _spec_from_dict(data: dict[str, Any]) -> JobSpec:
     idle = pricing.IdlePolicy(**data["idle"]) if data.get("idle") else None
     return JobSpec(name=data["name"], queue=data["queue"], team=data["team"], gpus=data["gpus"],
                    cpus=data["cpus"], max_runtime_s=data["max_runtime_s"],
-                   expected_duration_s=data["expected_duration_s"], budget=budget, idle=idle)
+                   expected_duration_s=data["expected_duration_s"], budget=budget, idle=idle,
+                   floor=bool(data.get("floor", False)))
 

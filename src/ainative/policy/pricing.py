@@ -135,7 +135,12 @@ class Budget:
     warn_at: float = 0.8
     """Fraction of a cap, in (0, 1], at which a warning event and log line are emitted."""
     action: str = "stop"
-    """At 100%: "stop" (checkpoint and stop) or "min_replicas" (endpoints scale down)."""
+    """At 100%: "stop" (checkpoint and stop) or "min_replicas": an endpoint's replicas above
+    ``min_replicas`` (and every other job of the scope) stop early enough to leave its
+    ``min_replicas`` their spend until the period ends (or the endpoint's
+    ``expected_duration_s``); those stop at the cap itself. A lifetime budget of an endpoint
+    with no ``expected_duration_s`` cannot reserve that, so there they serve on past the cap
+    (flagged once)."""
 
     def __post_init__(self) -> None:
         for name, maximum in (("usd", config.MAX_USD), ("gpu_hours", config.MAX_AMOUNT)):
@@ -160,6 +165,19 @@ class Budget:
                 f"Budget has no field {unknown[0]!r} (only USD is supported); allowed: {sorted(allowed)}",
                 field=unknown[0], value=data[unknown[0]])
         return cls(**dict(data))
+
+    def period_end(self, now_s: float) -> float:
+        """Epoch seconds at which the current period ends (``inf`` for lifetime budgets)."""
+        if self.period is None:
+            return float("inf")
+        start = dt.datetime.fromtimestamp(self.period_start(now_s), tz=dt.timezone.utc)
+        if self.period == "day":
+            end = start + dt.timedelta(days=1)
+        elif self.period == "week":
+            end = start + dt.timedelta(days=7)
+        else:
+            end = (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+        return end.timestamp()
 
     def period_start(self, now_s: float) -> float:
         """Epoch seconds at which the current period began (0.0 for lifetime budgets)."""

@@ -13,8 +13,13 @@ Ray Serve runs our autoscaling policy inside its own controller, not in the driv
                     decides in its pass beside training; refused -> cap unchanged, ``why`` recorded
       release       an extra lease goes once Serve runs no more replicas than stay admitted
                     (scale-down, or a StopRequest: preemption or idle reclaim -> toward min)
-      base stop     "budget" -> the endpoint's Budget.action: "min_replicas" drops every extra
-                    and refuses scale-ups; "stop" (or any other stop) deletes the endpoint
+      base stop     any stop deletes the endpoint (a min_replicas budget stops the base lease
+                    only at its cap: the guardrails stop the extras first, early enough to keep
+                    the base's spend to ``expected_duration_s`` inside the budget)
+      own budget    Endpoint(budget=...): "stop" deletes at the cap; "min_replicas" drops every
+                    extra and refuses scale-ups once what is left is the base's spend to
+                    ``expected_duration_s``, and deletes at the cap (with no expected_duration_s
+                    the base serves on past the cap, flagged once)
 
 Every lease is metered by whatever admission meters (the scheduler's ledger guardrails, or
 ``cost.enable``), per replica by accelerator type and fraction. An endpoint ``Budget`` covers all
@@ -122,6 +127,8 @@ class CapacityController:
         self._last_poll = 0.0
         self._seen: dict[str, Any] = {}
         self._budget_warned = False
+        self._overrun_flagged = False
+        self._admitted_s: float | None = None
         self._prices = _prices()
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -135,14 +142,18 @@ class CapacityController:
         """Block until min_replicas (the base lease) and the initial extras are admitted."""
         import ray
 
+        self._check_floor_fits()
         if self.min_replicas > 0:
-            self.base = self.admission.admit(self._request(self.name, self.min_replicas, False),
-                                             timeout_s=timeout_s)
+            self.base = self.admission.admit(dataclasses.replace(
+                self._request(self.name, self.min_replicas, False),
+                expected_duration_s=getattr(self.endpoint, "expected_duration_s", None)),
+                timeout_s=timeout_s)
             self._record(self.base, self.min_replicas)
         for _ in range(self.initial - self.min_replicas):
             lease = self.admission.admit(self._extra_request(), timeout_s=timeout_s)
             self._record(lease, 1)
             self._add_extra(lease)
+        self._admitted_s = time.time()
         events.emit(self.name, "admitted", queue=self.endpoint.queue, replicas=self.cap)
         remote = ray.remote(num_cpus=0, max_restarts=-1)(CapacityBoard)
         self.board = remote.options(name=board_name(self.name), namespace=NAMESPACE,
@@ -306,10 +317,8 @@ class CapacityController:
                     replicas=self.cap)
 
     def _base_stopped(self, stop: protocol.StopRequest) -> bool:
-        action = self._budget_action() if stop.reason == "budget" else "stop"
-        if action == "min_replicas":
-            self._to_min(stop.reason, stop.message)
-            return False
+        """The base lease must go (a stop from admission, or the endpoint's budget at its cap):
+        the endpoint is deleted. Always True."""
         events.emit(self.name, "stopped", reason=stop.reason, message=stop.message)
         self._stop.set()
         threading.Thread(target=self.on_stop, args=(f"stopped: {stop.reason}",), daemon=True).start()
@@ -364,9 +373,17 @@ class CapacityController:
             threading.Thread(target=self._ask, name=f"scale-up-{self.name}", daemon=True).start()
 
     # --- the endpoint's own budget ---------------------------------------------------------------
-    def _budget_action(self) -> str:
-        budget = getattr(self.endpoint, "budget", None)
-        return budget.action if budget is not None else "stop"
+    def _floor_reserve(self, now_s: float) -> tuple[float, float] | None:
+        """USD and GPU-hours the min_replicas still spend until ``expected_duration_s`` ends; None
+        when the endpoint has no expected end (nothing can be kept back)."""
+        expected = getattr(self.endpoint, "expected_duration_s", None)
+        if expected is None or self._admitted_s is None:
+            return None
+        left = max(0.0, self._admitted_s + expected - now_s)
+        with self._lock:
+            base = [rec for rec in self.records[:1] if self.base is not None and rec.released_s is None]
+        gpus = base[0].gpus if base else {}
+        return self._prices.cost_usd(gpus, 0.0, left), sum(gpus.values()) * left / 3600.0
 
     def spent(self, now_s: float | None = None) -> tuple[float, float]:
         """USD and GPU-hours the endpoint's leases have held so far."""
@@ -379,24 +396,62 @@ class CapacityController:
                 hours += sum(rec.gpus.values()) * seconds / 3600.0
         return usd, hours
 
+    def _check_floor_fits(self) -> None:
+        """An own min_replicas budget smaller than what the min_replicas spend over
+        ``expected_duration_s`` can never keep them to their end: refused before anything is
+        admitted."""
+        budget = getattr(self.endpoint, "budget", None)
+        expected = getattr(self.endpoint, "expected_duration_s", None)
+        if budget is None or budget.action != "min_replicas" or expected is None or not self.min_replicas:
+            return
+        gpus, _ = pricing.allocation_of((self.endpoint.resources,) * self.min_replicas)
+        for unit, cap, want in (("usd", budget.usd, self._prices.cost_usd(gpus, 0.0, expected)),
+                                ("gpu_hours", budget.gpu_hours, sum(gpus.values()) * expected / 3600.0)):
+            if cap is not None and want > cap + 1e-9:
+                raise errors.BudgetExceededError(
+                    f"endpoint {self.name!r}: its min_replicas={self.min_replicas} for "
+                    f"expected_duration_s={expected:g} need {want:.4g} {unit}, more than its whole "
+                    f"Budget({unit}={cap:g}); lower expected_duration_s or min_replicas, or raise "
+                    f"Budget({unit}=...)", job=self.name, unit=unit, cap=cap, reservation=want,
+                    horizon_s=expected, whole_budget=True)
+
     def _check_budget(self) -> bool:
         budget = getattr(self.endpoint, "budget", None)
         if budget is None:
             return False
-        usd, hours = self.spent()
-        over = [(u, s, c) for u, s, c in (("usd", usd, budget.usd), ("gpu_hours", hours, budget.gpu_hours))
-                if c is not None and s >= budget.warn_at * c]
+        now = time.time()
+        usd, hours = self.spent(now)
+        reserve = self._floor_reserve(now) if budget.action == "min_replicas" else (0.0, 0.0)
+        keep_usd, keep_hours = reserve if reserve is not None else (0.0, 0.0)
+        rows = [(u, s, c, k) for u, s, c, k in (("usd", usd, budget.usd, keep_usd),
+                                                 ("gpu_hours", hours, budget.gpu_hours, keep_hours))
+                if c is not None]
+        over = [r for r in rows if r[1] >= budget.warn_at * r[2] or r[1] >= r[2] - r[3]]
         if not over:
             return False
-        unit, spent, cap = max(over, key=lambda o: o[1] / o[2])
+        unit, spent, cap, keep = max(over, key=lambda o: (o[1] + o[3]) / o[2])
         if not self._budget_warned:       # also when one poll crossed warn_at and the cap at once
             self._budget_warned = True
             events.emit(self.name, "budget_warning", unit=unit, spent=spent, cap=cap,
                         warn_at=budget.warn_at)
+        kept = f", {keep:.4g} kept for min_replicas to expected_duration_s" if keep > 0 else ""
+        message = (f"endpoint {self.name!r} budget exhausted: spent {spent:.4g} of {cap:g} {unit}"
+                   f"{kept}; raise Budget({unit}=...)")
+        if budget.action == "min_replicas" and spent < cap and spent >= cap - keep:
+            self._to_min("budget", message)     # the extras go; the min_replicas' spend is kept
+            return False
         if spent < cap:
             return False
-        message = (f"endpoint {self.name!r} budget exhausted: spent {spent:.4g} of {cap:g} {unit}; "
-                   f"raise Budget({unit}=...)")
+        if budget.action == "min_replicas" and reserve is None:
+            # no expected end: nothing was kept back, so the min_replicas serve on past the cap
+            self._to_min("budget", message)
+            if not self._overrun_flagged:
+                self._overrun_flagged = True
+                events.emit(self.name, "budget_overrun", unit=unit, spent=spent, cap=cap,
+                            message=f"{message}; action min_replicas keeps min_replicas serving "
+                                    "past the cap: set Endpoint(expected_duration_s=...) to keep "
+                                    "them inside it")
+            return False
         return self._base_stopped(protocol.StopRequest("budget", checkpoint=False, message=message))
 
 

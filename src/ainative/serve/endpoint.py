@@ -71,6 +71,13 @@ class Endpoint:
     arrivals nor shed until a replica takes them. Off by default (never chosen automatically: a
     model's service time is unknown until its replicas run, and switching paths redeploys the
     application). See docs/serving.md, "One hop for small models".
+
+    ``expected_duration_s`` is how long the endpoint is meant to serve (an event, a launch day;
+    None: no end). Under a ``Budget(action="min_replicas")``, its own or its queue's, the spend of
+    its ``min_replicas`` until then is kept back: replicas above them (and the queue's other
+    jobs) stop early enough that the ``min_replicas`` fit in the budget to the end, and they stop
+    at the cap itself. Without it a lifetime ``min_replicas`` budget has nothing to keep back, and
+    the ``min_replicas`` serve on past the cap (flagged once). See docs/guardrails.md.
     """
 
     def __init__(self, model: Callable[[], Any], *, name: str, route: str | None = None,
@@ -78,7 +85,8 @@ class Endpoint:
                  autoscaling: AutoscalingConfig | None = None, queue: str | None = None,
                  idle: Any = None, idempotent: bool = True, max_request_bytes: int = 1 << 20,
                  request_timeout_s: float = 60.0, auth: TokenAuth | None = None,
-                 budget: Budget | None = None, fast_path: bool = False) -> None:
+                 budget: Budget | None = None, fast_path: bool = False,
+                 expected_duration_s: float | None = None) -> None:
         _check_model(model)
         if not isinstance(name, str) or not _NAME.match(name):
             raise errors.ConfigError(
@@ -109,6 +117,7 @@ class Endpoint:
                                      value=request_timeout_s)
         _check_type("auth", auth, TokenAuth, "ainative.TokenAuth(secret_env=...)")
         _check_type("budget", budget, Budget, "ainative.Budget(usd=..., action='min_replicas')")
+        cfg.require_seconds("Endpoint", "expected_duration_s", expected_duration_s, allow_none=True)
         cfg.require_type("Endpoint", "fast_path", fast_path, bool,
                          example="fast_path=True (one hop, no ingress) or False (the default)")
         self.budget = budget
@@ -125,6 +134,7 @@ class Endpoint:
         self.request_timeout_s = float(request_timeout_s)
         self.auth = auth
         self.fast_path = fast_path
+        self.expected_duration_s = expected_duration_s
 
     def __repr__(self) -> str:
         return (f"Endpoint(name={self.name!r}, route={self.route!r}, "

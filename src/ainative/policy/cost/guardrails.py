@@ -15,6 +15,7 @@ Time never comes from a clock here, so a simulator can replay a month in millise
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -116,6 +117,7 @@ class Guardrails:
         self.book = book if book is not None else SpendBook()
         self._running: dict[str, _Running] = {}
         self._rates: dict[str, tuple[float, float]] = {}
+        self._floors: dict[str, set[str]] = {}     # scope -> running floors (JobSpec.floor)
         self._warned: set[tuple[str, float]] = set()
         self.stop_latency_s = 0.0
         """Seconds from a budget stop decision to the job's end, as lately seen (``stopped``):
@@ -163,16 +165,48 @@ class Guardrails:
         if queue_budget is not None:
             yield f"queue:{job.queue}", f"queue {job.queue!r}", queue_budget
 
-    def _outstanding(self, scope: str, now_s: float, exclude: str) -> tuple[float, float]:
+    def _left_s(self, run: _Running, budget: pricing.Budget, now_s: float) -> float:
+        """Seconds of spend ``run`` still reserves against ``budget``: the rest of its horizon. A
+        floor under a min_replicas budget reserves until the period ends or its own horizon does,
+        whichever is first (``inf`` when neither ends: a lifetime budget, no horizon)."""
+        horizon = self.horizon_s(run.spec)
+        if run.spec.floor and budget.action == "min_replicas":
+            end = min(budget.period_end(now_s), run.started_s + horizon if horizon > 0 else math.inf)
+            return max(0.0, end - now_s)
+        return max(0.0, horizon - (now_s - run.started_s))
+
+    def _outstanding(self, scope: str, budget: pricing.Budget, now_s: float,
+                     exclude: str) -> tuple[float, float]:
         """USD and GPU-hours still reserved by running jobs in ``scope`` (their unspent horizon)."""
         usd = hours = 0.0
         for name, run in self._running.items():
             if name == exclude or scope not in (f"job:{name}", f"queue:{run.spec.queue}"):
                 continue
-            left = max(0.0, self.horizon_s(run.spec) - (now_s - run.started_s))
+            left = self._left_s(run, budget, now_s)
+            if math.isfinite(left):
+                usd += run.rate_usd_per_s * left
+                hours += run.gpus_total * left / 3600.0
+        return usd, hours
+
+    def _floor_reserve(self, scope: str, budget: pricing.Budget,
+                       now_s: float) -> tuple[float, float, float, float]:
+        """What a min_replicas budget keeps back for the scope's running floors: USD and GPU-hours
+        to their horizon, and the rate (USD/s, GPU-hours/s) at which that reserve is used up.
+        Floors with no horizon reserve nothing (they serve on past the cap, flagged)."""
+        usd = hours = rate_usd = rate_hours = 0.0
+        if budget.action != "min_replicas":
+            return usd, hours, rate_usd, rate_hours
+        for name in self._floors.get(scope, ()):
+            run = self._running[name]
+            left = self._left_s(run, budget, now_s)
+            if not math.isfinite(left):
+                continue
             usd += run.rate_usd_per_s * left
             hours += run.gpus_total * left / 3600.0
-        return usd, hours
+            if left > 0:
+                rate_usd += run.rate_usd_per_s
+                rate_hours += run.gpus_total / 3600.0
+        return usd, hours, rate_usd, rate_hours
 
     def admit(self, job: JobSpec, now_s: float) -> Decision:
         """Admit, or refuse when the job's reserved spend exceeds what a budget has left."""
@@ -183,7 +217,7 @@ class Guardrails:
         want_usd, want_hours = rate * horizon, sum(job.gpus.values()) * horizon / 3600.0
         for scope, label, budget in self._budgets(job):
             spent_usd, spent_hours = self.book.spent(scope, budget.period_start(now_s))
-            held_usd, held_hours = self._outstanding(scope, now_s, exclude=job.name)
+            held_usd, held_hours = self._outstanding(scope, budget, now_s, exclude=job.name)
             for unit, cap, spent, held, want in (("usd", budget.usd, spent_usd, held_usd, want_usd),
                                                  ("gpu_hours", budget.gpu_hours, spent_hours,
                                                   held_hours, want_hours)):
@@ -223,6 +257,9 @@ class Guardrails:
         for scope in (f"job:{run.spec.name}", f"queue:{run.spec.queue}"):
             usd, hours = self._rates.get(scope, (0.0, 0.0))
             self._rates[scope] = (usd + sign * run.rate_usd_per_s, hours + sign * run.gpus_total / 3600.0)
+            if run.spec.floor:
+                floors = self._floors.setdefault(scope, set())
+                (floors.add if sign > 0 else floors.discard)(run.spec.name)
 
     def running(self) -> list[str]:
         return list(self._running)
@@ -238,6 +275,12 @@ class Guardrails:
         decisions += self._crash_decisions(run, now_s, restarts)
         stops = [d for d in decisions if d.kind == "stop"]
         return charges, [d for d in decisions if d.kind != "stop"] + stops[:1]
+
+    def charge(self, name: str, now_s: float) -> list[Charge]:
+        """Charge ``name``'s time up to ``now_s`` without deciding anything. A caller metering
+        several jobs at one instant charges them all first, so that every job's decision sees the
+        scope's whole spend (not only that of the jobs metered before it)."""
+        return self._charge(self._running[name], now_s)
 
     def finish(self, name: str, now_s: float) -> list[Charge]:
         """The job ended (any outcome): charge its last interval and stop metering it."""
@@ -273,28 +316,71 @@ class Guardrails:
         usd, hours = self._rates.get(scope, (0.0, 0.0))
         return max(0.0, usd), max(0.0, hours)
 
+    def _budget_limits(self, run: _Running, scope: str, budget: pricing.Budget,
+                       now_s: float) -> Iterable[tuple[str, float, float, float, float]]:
+        """Per unit with a cap: (unit, cap, spent, left before ``run`` must stop, the rate that
+        uses ``left`` up). Under a min_replicas budget the scope's other jobs stop early enough to
+        leave its floors their reserve (which the floors use up themselves); a floor stops at the
+        cap itself."""
+        spent_usd, spent_hours = self.book.spent(scope, budget.period_start(now_s))
+        rate_usd, rate_hours = self._scope_rate(scope)
+        keep_usd = keep_hours = floor_usd = floor_hours = 0.0
+        if budget.action == "min_replicas" and not run.spec.floor:
+            keep_usd, keep_hours, floor_usd, floor_hours = self._floor_reserve(scope, budget, now_s)
+        for unit, cap, spent, rate, keep, floor_rate in (
+                ("usd", budget.usd, spent_usd, rate_usd, keep_usd, floor_usd),
+                ("gpu_hours", budget.gpu_hours, spent_hours, rate_hours, keep_hours, floor_hours)):
+            if cap is not None:
+                yield unit, cap, spent, cap - spent - keep, max(0.0, rate - floor_rate)
+
+    def _ends_inside(self, run: _Running, budget: pricing.Budget, left: float, rate: float,
+                     now_s: float) -> bool:
+        """A floor under a min_replicas budget whose spend to its end fits in what is left ends
+        by itself inside the budget: no stop (the rest of the scope was stopped to make room)."""
+        if not (run.spec.floor and budget.action == "min_replicas"):
+            return False
+        return left >= rate * self._left_s(run, budget, now_s) - 1e-9
+
     def _budget_decisions(self, run: _Running, now_s: float) -> list[Decision]:
         out: list[Decision] = []
         for scope, label, budget in self._budgets(run.spec):
             period = budget.period_start(now_s)
-            spent_usd, spent_hours = self.book.spent(scope, period)
             rate_usd, rate_hours = self._scope_rate(scope)
             ahead = self.ahead_s
-            for unit, cap, spent, rate in (("usd", budget.usd, spent_usd, rate_usd),
-                                           ("gpu_hours", budget.gpu_hours, spent_hours, rate_hours)):
-                if cap is None:
-                    continue
+            for unit, cap, spent, left, rate in self._budget_limits(run, scope, budget, now_s):
                 facts = {"scope": scope, "unit": unit, "cap": cap, "spent": spent,
                          "action": budget.action,
                          # seconds of spend left at the scope's rate: the most a stop may take
-                         "left_s": max(0.0, cap - spent) / rate if rate > 0 else 0.0}
-                if _due(cap - spent, rate, ahead):
+                         "left_s": max(0.0, left) / rate if rate > 0 else 0.0}
+                if left < cap - spent:
+                    facts["reserved_for_min_replicas"] = cap - spent - left
+                scope_rate = rate_usd if unit == "usd" else rate_hours
+                if run.spec.floor and budget.action == "min_replicas" \
+                        and math.isinf(self._left_s(run, budget, now_s)):
+                    # a floor with no horizon under a lifetime budget: nothing could be kept back
+                    # for it, so it serves on past the cap, as the action asks; said once
+                    if _due(left, scope_rate, ahead) and (scope + unit + ":floor", period) not in self._warned:
+                        self._warned.add((scope + unit + ":floor", period))
+                        out.append(Decision(
+                            kind="flag", reason="budget", details=facts,
+                            message=f"budget of {label} exhausted: spent {_fmt(unit, spent)} of "
+                                    f"{_fmt(unit, cap)}; action min_replicas keeps {run.spec.name!r} "
+                                    "serving past the cap. Give the endpoint expected_duration_s (or "
+                                    "the budget a period) to keep its min_replicas inside the budget, "
+                                    f"or raise Budget({unit}=...)"))
+                    continue
+                if _due(left, rate, ahead) and not self._ends_inside(run, budget, left, rate, now_s):
+                    kept = cap - spent - left
                     out.append(Decision(
                         kind="stop", reason="budget", checkpoint=True, details=facts,
                         message=f"budget of {label} exhausted: spent {_fmt(unit, spent)} of "
-                                f"{_fmt(unit, cap)}; raise Budget({unit}=...) and re-run to resume "
-                                "from the last checkpoint"))
-                elif _due(budget.warn_at * cap - spent, rate, 0.0) and (scope + unit, period) not in self._warned:
+                                f"{_fmt(unit, cap)}"
+                                + (f", {_fmt(unit, kept)} kept for endpoints' min_replicas to the end "
+                                   "of their horizon (action min_replicas)" if kept > 0 else "")
+                                + f"; raise Budget({unit}=...) and re-run to resume from the last "
+                                "checkpoint"))
+                elif _due(budget.warn_at * cap - spent, scope_rate, 0.0) \
+                        and (scope + unit, period) not in self._warned:
                     self._warned.add((scope + unit, period))
                     out.append(Decision(
                         kind="warn", reason="budget", details=facts,
@@ -378,15 +464,13 @@ class Guardrails:
             times.append(run.idle_since_s + run.spec.idle.window_s)
         for scope, _label, budget in self._budgets(run.spec):
             period = budget.period_start(now_s)
-            spent_usd, spent_hours = self.book.spent(scope, period)
             rate_usd, rate_hours = self._scope_rate(scope)
-            for unit, cap, spent, rate in (("usd", budget.usd, spent_usd, rate_usd),
-                                           ("gpu_hours", budget.gpu_hours, spent_hours, rate_hours)):
-                if cap is None or rate <= 0:
-                    continue
-                times.append(now_s + max(0.0, (cap - spent) / rate - self.ahead_s))
-                if (scope + unit, period) not in self._warned:
-                    times.append(now_s + max(0.0, (budget.warn_at * cap - spent) / rate))
+            for unit, cap, spent, left, rate in self._budget_limits(run, scope, budget, now_s):
+                if rate > 0:
+                    times.append(now_s + max(0.0, left / rate - self.ahead_s))
+                scope_rate = rate_usd if unit == "usd" else rate_hours
+                if scope_rate > 0 and (scope + unit, period) not in self._warned:
+                    times.append(now_s + max(0.0, (budget.warn_at * cap - spent) / scope_rate))
         future = [t for t in times if t > now_s + _TICK_S]
         return min(future) if future else None
 

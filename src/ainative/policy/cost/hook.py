@@ -43,7 +43,6 @@ class GuardrailsHook:
         self.events: list[tuple[float, str, g.Decision]] = []
         self.refusals: dict[str, str] = {}
         self._budget_stops: dict[str, tuple[float, float]] = {}  # job -> (decided at, its grace)
-        self._at_min: set[str] = set()                # endpoint base leases kept by min_replicas
 
     @classmethod
     def from_queues(cls, queues: Sequence[Any], prices: pricing.PriceTable | None = None, *,
@@ -91,20 +90,15 @@ class GuardrailsHook:
     def on_tick(self, running: Sequence[Job], now: float) -> list[tuple[str, Any]]:
         stops: list[tuple[str, Any]] = []
         self._sync(running)
+        for job in running:           # everything charged first: each decision sees all spend
+            self._emit(self.rails.charge(job.job_id, now))
         for job in running:
             charges, decisions = self.rails.meter(job.job_id, now, utilization=_utilization(job, now),
                                                   restarts=_restarts(job, now))
             self._emit(charges)
             for d in decisions:
-                if d.kind == "stop" and d.reason == "budget" and _keeps_min(job, d):
-                    # Budget(action="min_replicas"): an endpoint's guaranteed replicas keep serving
-                    # (and are charged: they hold GPUs); its leases above min are stopped
-                    if job.job_id not in self._at_min:
-                        self._at_min.add(job.job_id)
-                        self.events.append((now, job.job_id, g.Decision(
-                            kind="flag", reason="budget", details=d.details,
-                            message=f"{d.message} (action min_replicas: held at min_replicas)")))
-                    continue
+                # Budget(action="min_replicas") is the rails' own: an endpoint's guaranteed
+                # replicas (JobSpec.floor) get a stop only at the cap itself, the rest earlier
                 self.events.append((now, job.job_id, d))
                 if d.kind == "stop":
                     stops.append((job.job_id, self._stop_request(job, d, now)))
@@ -121,7 +115,6 @@ class GuardrailsHook:
 
     def on_finish(self, job: Job, now: float, outcome: str) -> None:
         self._emit(self.rails.finish(job.job_id, now))
-        self._at_min.discard(job.job_id)
         stopped = self._budget_stops.pop(job.job_id, None)
         if stopped is not None:
             stopped_at, grace = stopped
@@ -152,12 +145,6 @@ class GuardrailsHook:
             self.on_charge(charges)
 
 
-def _keeps_min(job: Job, d: g.Decision) -> bool:
-    """An endpoint's base lease (its min_replicas, not preemptible) under a min_replicas budget."""
-    return (d.details.get("action") == "min_replicas" and job.metadata.get("kind") == "endpoint"
-            and not job.preemptible)
-
-
 def spec_of(job: Job) -> g.JobSpec:
     """The guardrails' view of a scheduler job (typed by where it was placed, else as asked)."""
     meta = job.metadata
@@ -165,7 +152,9 @@ def spec_of(job: Job) -> g.JobSpec:
     return g.JobSpec(name=job.job_id, queue=job.queue, gpus={kind: job.gpus} if job.gpus else {},
                      cpus=float(meta.get("cpus", 0.0)), max_runtime_s=meta.get("max_runtime_s"),
                      expected_duration_s=meta.get("expected_duration_s"), budget=meta.get("budget"),
-                     idle=meta.get("idle"), team=meta.get("team"))
+                     idle=meta.get("idle"), team=meta.get("team"),
+                     # an endpoint's min_replicas lease: the last a min_replicas budget stops
+                     floor=meta.get("kind") == "endpoint" and not job.preemptible)
 
 
 def _offset(job: Job, now: float) -> float:

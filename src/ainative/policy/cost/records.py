@@ -27,6 +27,10 @@ class JobSpec:
     idle: pricing.IdlePolicy | None = None
     team: str | None = None
     """Who pays, for reports; defaults to the queue."""
+    floor: bool = False
+    """An endpoint's guaranteed replicas (its ``min_replicas`` lease). Under a
+    ``Budget(action="min_replicas")`` it stops last: the scope's other jobs stop early enough to
+    leave it its spend to the budget's horizon."""
 
     def __post_init__(self) -> None:
         if self.team is None:
