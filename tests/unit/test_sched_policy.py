@@ -63,6 +63,18 @@ def test_protection_window_blocks_preemption():
     assert "no placement now" in eng.jobs["b1"].reason and "H100" in eng.jobs["b1"].reason
 
 
+def test_a_pending_gang_says_its_own_need_when_a_smaller_one_failed_first_in_the_pass():
+    eng = make([Queue("a", quota={"H100": 24})], nodes=((8, "H100"), (8, "H100")))
+    sub(eng, "r1", "a", 7, 0.0, pre=False)
+    sub(eng, "r2", "a", 7, 0.0, pre=False)              # 1 H100 free on each node
+    eng.submit(Job("small", "a", 2, "H100", submit_s=1, duration_s=10), 1)
+    eng.submit(Job("big", "a", 4, "H100", submit_s=2, duration_s=10), 2)
+    eng.schedule(3.0)
+    assert "needs 2 x H100" in eng.jobs["small"].reason
+    # the pass reuses the small gang's failed search for the bigger one; the reason is its own
+    assert "needs 4 x H100" in eng.jobs["big"].reason, eng.jobs["big"].reason
+
+
 def test_eligibility_ping_pong_and_max_preemptions():
     job = Job("v", "a", 1, "H100", start_s=1000.0)
     kw = dict(min_runtime_s=300, ping_pong_s=1800, max_preemptions=2)

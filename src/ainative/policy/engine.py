@@ -360,7 +360,7 @@ class Engine:
                 over_quota.append(t)
                 continue
             if fail_place.get(t, math.inf) <= gpus + _EPS:   # a smaller gang found no nodes
-                reasons.append(ctx.place_reason[t])
+                reasons.append(_no_placement(gpus, t, ctx.place_histogram[t]))
                 blocked.append(t)
                 continue
             avoid, res_why, outranked = self._backfill_avoid(job, t, now)
@@ -382,9 +382,8 @@ class Engine:
                 reasons.append(res_why)
                 continue
             fail_place[t] = min(fail_place.get(t, math.inf), gpus)
-            ctx.place_reason[t] = (f"quota allows it but no placement now: needs {gpus:g} x {t}; "
-                                   f"nodes by free {t}: {self.placer.free_histogram(t)}")
-            reasons.append(ctx.place_reason[t])
+            ctx.place_histogram[t] = self.placer.free_histogram(t)
+            reasons.append(_no_placement(gpus, t, ctx.place_histogram[t]))
             blocked.append(t)
         job.reason = reasons[0] if len(reasons) == 1 else "; ".join(reasons)
         if job.job_id in self.claims and not self._stopping_for.get(job.job_id) \
@@ -656,3 +655,9 @@ class Engine:
             job.metadata["grace_s"] = float(getattr(stop, "grace_s", 30.0))
             job.metadata["stop_checkpoint"] = bool(getattr(stop, "checkpoint", True))
             job.metadata["stop_message"] = str(getattr(stop, "message", ""))
+
+
+def _no_placement(gpus: float, t: str, histogram: str) -> str:
+    """The pending reason of a job that fits its quota but no node: its own need (not that of a
+    smaller gang whose failed search this pass reuses) and the nodes by free GPUs."""
+    return f"quota allows it but no placement now: needs {gpus:g} x {t}; nodes by free {t}: {histogram}"

@@ -90,7 +90,8 @@ class Decisions:
 @dataclasses.dataclass(slots=True)
 class _Pass:
     fail_place: dict[str, float] = dataclasses.field(default_factory=dict)
-    place_reason: dict[str, str] = dataclasses.field(default_factory=dict)
+    place_histogram: dict[str, str] = dataclasses.field(default_factory=dict)
+    """type -> its nodes by free GPUs when a gang of ``fail_place`` size found none."""
     fail_quota: dict[tuple[str, str], tuple[float, str]] = dataclasses.field(default_factory=dict)
     pass_quota: dict[tuple[str, str], tuple[float, int]] = dataclasses.field(default_factory=dict)
     """(queue, type) -> (largest gang its quota allowed, usage version then)."""
