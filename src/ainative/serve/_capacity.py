@@ -379,11 +379,14 @@ class CapacityController:
         expected = getattr(self.endpoint, "expected_duration_s", None)
         if expected is None or self._admitted_s is None:
             return None
-        left = max(0.0, self._admitted_s + expected - now_s)
-        with self._lock:
-            base = [rec for rec in self.records[:1] if self.base is not None and rec.released_s is None]
-        gpus = base[0].gpus if base else {}
-        return self._prices.cost_usd(gpus, 0.0, left), sum(gpus.values()) * left / 3600.0
+        if self.base is None:
+            return 0.0, 0.0
+        return self._floor_cost(max(0.0, self._admitted_s + expected - now_s))
+
+    def _floor_cost(self, seconds: float) -> tuple[float, float]:
+        """USD and GPU-hours the min_replicas (the base lease) spend in ``seconds``."""
+        gpus, _ = pricing.allocation_of((self.endpoint.resources,) * self.min_replicas)
+        return self._prices.cost_usd(gpus, 0.0, seconds), sum(gpus.values()) * seconds / 3600.0
 
     def spent(self, now_s: float | None = None) -> tuple[float, float]:
         """USD and GPU-hours the endpoint's leases have held so far."""
@@ -404,9 +407,8 @@ class CapacityController:
         expected = getattr(self.endpoint, "expected_duration_s", None)
         if budget is None or budget.action != "min_replicas" or expected is None or not self.min_replicas:
             return
-        gpus, _ = pricing.allocation_of((self.endpoint.resources,) * self.min_replicas)
-        for unit, cap, want in (("usd", budget.usd, self._prices.cost_usd(gpus, 0.0, expected)),
-                                ("gpu_hours", budget.gpu_hours, sum(gpus.values()) * expected / 3600.0)):
+        usd, hours = self._floor_cost(expected)
+        for unit, cap, want in (("usd", budget.usd, usd), ("gpu_hours", budget.gpu_hours, hours)):
             if cap is not None and want > cap + 1e-9:
                 raise errors.BudgetExceededError(
                     f"endpoint {self.name!r}: its min_replicas={self.min_replicas} for "
