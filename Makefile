@@ -7,6 +7,10 @@ PY := $(VENV)/bin/python
 CONSTRAINTS ?= constraints.txt
 PIP_C := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 PYTEST_ARGS ?= --durations=15
+# A crash of the test process itself (a segfault in a native library, during the session or at
+# interpreter exit) prints every thread's Python stack: pytest hands faulthandler back to Python
+# after its session when this is set, and Ray's workers and the examples inherit it.
+PYTEST := PYTHONFAULTHANDLER=1 $(PY) -m pytest
 
 .PHONY: demo test test-fast test-slow install bench lint clean
 
@@ -23,14 +27,14 @@ demo: $(VENV)/.installed
 test: test-fast test-slow
 
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 # The slow tier; pytest exits 5 when the tier is empty, which is not a failure.
 # The fault suite (tests/faults) runs in its own pytest process: its Ray head and namespaced nodes
 # must not become the shared driver's cluster for the modules that follow.
 test-slow: $(VENV)/.installed
-	$(PY) -m pytest -m "slow and not faults" $(PYTEST_ARGS); rc=$$?; if [ $$rc -ne 0 ] && [ $$rc -ne 5 ]; then exit $$rc; fi
-	$(PY) -m pytest -m faults tests/faults $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
+	$(PYTEST) -m "slow and not faults" $(PYTEST_ARGS); rc=$$?; if [ $$rc -ne 0 ] && [ $$rc -ne 5 ]; then exit $$rc; fi
+	$(PYTEST) -m faults tests/faults $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then exit 0; fi; exit $$rc
 
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(PY) -m pip install -q $(PIP_C) -e '.[test,bench]'

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import tempfile
 
 import pytest
@@ -14,7 +16,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
 # Event logs, ledgers and scheduler state of the tests stay out of the user's ~/.ainative; set
 # before any Ray starts so that Ray's workers and actors inherit it.
-os.environ.setdefault("AINATIVE_HOME", tempfile.mkdtemp(prefix="ainative-tests-"))
+_OWN_HOME: str | None = None
+if "AINATIVE_HOME" not in os.environ:
+    _OWN_HOME = os.environ["AINATIVE_HOME"] = tempfile.mkdtemp(prefix="ainative-tests-")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -71,6 +75,33 @@ def logical_gpu_cluster():
         clusters.shutdown_current()
 
 
+_SESSIONS: list[pytest.Session] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _SESSIONS.append(session)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End a session that used Ray without the interpreter's teardown, with the session's status.
+
+    Ray 2.60 leaves threads running after ``ray.shutdown()`` (Serve's router event loop, the core
+    worker's ``worker.io`` and gRPC client threads: tests/support/clusters.py shuts every cluster
+    down, and they are still there), and the interpreter's teardown then frees objects those
+    threads may still call into: the slow tier's process crashed with SIGSEGV once in CI after
+    all its tests had passed and its summary was printed (stop 25). By now every test has run,
+    every cluster is shut down, the summary is printed and the status is final: exiting here
+    skips only that teardown. A crash while tests run still kills the run, and prints every
+    thread's stack (``PYTHONFAULTHANDLER=1`` in the Makefile)."""
+    if not _SESSIONS or "ray" not in sys.modules:
+        return
+    status = int(_SESSIONS[-1].exitstatus)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     try:
         from tests.support import clusters
@@ -78,3 +109,5 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         clusters.shutdown_current()
     except Exception:
         pass
+    if _OWN_HOME and exitstatus == 0:       # kept after a failure: its event logs and ledgers tell why
+        shutil.rmtree(_OWN_HOME, ignore_errors=True)

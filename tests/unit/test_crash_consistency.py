@@ -179,7 +179,7 @@ def _content(step: int, name: str) -> bytes:
 
 def _ckpt_child(root: str, done: multiprocessing.Value) -> None:  # type: ignore[valid-type]
     storage = _checkpoint.Storage(root, "job", keep=2)
-    src = tempfile.mkdtemp(prefix="ckpt-src-")
+    src = tempfile.mkdtemp(prefix="ckpt-src-", dir=root)   # killed with SIGKILL: the test's dir holds it
     deadline = time.monotonic() + 30.0
     for step in itertools.count(1):
         if time.monotonic() > deadline:
