@@ -88,3 +88,31 @@ def test_trace_csv_keeps_cpus(tmp_path):
     plain = trace.generate(20, total_gpus=64, seed=4)
     trace.write(plain, tmp_path / "s.csv")
     assert "cpus" not in (tmp_path / "s.csv").read_text().splitlines()[0]
+
+
+def test_the_live_placer_keeps_a_nodes_cpus_for_the_mix():
+    # The live scheduler's placer, two 2-GPU H100 nodes with 40 and 36 cores. The mix seen so far:
+    # 1 GPU + 32 cores. A 0.5-GPU, 6-core bundle on node b would leave it 30 cores, too few for the
+    # mix: both of its GPUs stranded. fgd puts it on a, which keeps 34; best-fit (the paper's, on
+    # the cores and GPUs left) takes the tighter b by design. Ranked by GPUs alone (the GPUs are
+    # alike) fgd took b too.
+    from ainative.policy.admission import Job
+    from ainative.scheduling._placer import BundlePlacer
+
+    tag = {"accelerator_type:H100": 0.001}
+    nodes = {"a": {"GPU": 2.0, "CPU": 40.0, "accelerator_type:H100": 1.0},
+             "b": {"GPU": 2.0, "CPU": 36.0, "accelerator_type:H100": 1.0}}
+    small = Job("small", "q", 0.5, "H100", 0, False, 0.0, None, ({"GPU": 0.5, "CPU": 6.0, **tag},))
+    for placement, expected in (("fgd", "a"), ("best-fit", "b")):
+        placer = BundlePlacer(nodes, placement)
+        for node in ("a", "b"):                       # the mix: two 1-GPU, 32-core requests
+            seen = [(node, 1.0, {"GPU": 1.0, "CPU": 32.0, **tag})]
+            placer.take(seen)
+            placer.release(seen)
+        got = placer.place_job(small, "H100")
+        assert got is not None and got[0][0] == expected, (placement, got)
+    mix = BundlePlacer(nodes, "fgd")
+    mix.take([("a", 1.0, {"GPU": 1.0, "CPU": 32.0, **tag})])
+    assert mix.gpus.tasks == {frag.Demand(1.0, 32.0, ("H100",)): 1.0}
+    mix.reset(nodes, {}, ())                          # a rebuild from the live cluster keeps the mix
+    assert mix.gpus.tasks == {frag.Demand(1.0, 32.0, ("H100",)): 1.0}

@@ -164,33 +164,66 @@ def cluster_fragmentation(nodes: Iterable[Sequence[float]], mix: RequestMix) -> 
 
 class GpuLedger:
     """Per-GPU free fractions of named nodes, for a placer that only tracks node totals (the live
-    scheduler): which GPU each fractional bundle sits on, and a node ranking by a scorer."""
+    scheduler): which GPU each fractional bundle sits on, and a node ranking by a scorer.
+
+    Given the node's free CPU cores and the bundle's, ``best-fit`` and ``fgd`` rank as they do
+    in the FGD measurement (``score_of``): best-fit on CPU and GPU left, fgd against the observed
+    mix of (GPU, CPU, model) requests, so a placement that leaves a node too few CPU cores for
+    the mix's tasks counts that node's free GPU as fragment. ``tasks`` carries that mix (request
+    counts) across a rebuild, as ``mix`` carries the GPU-only one."""
 
     def __init__(self, sizes: Mapping[str, float], placement: str = "packed",
-                 mix: RequestMix | None = None) -> None:
+                 mix: RequestMix | None = None, *, cpus: Mapping[str, float] | None = None,
+                 tasks: dict[Demand, float] | None = None) -> None:
         self.placement = require(placement)
         self.mix = mix if mix is not None else RequestMix()
         self.gpus: dict[str, list[float]] = {n: [1.0] * int(math.floor(g + _EPS))
                                              for n, g in sizes.items()}
         self.held: dict[str, list[tuple[float, tuple[int, ...]]]] = {}
+        self.tasks: dict[Demand, float] = tasks if tasks is not None else {}
+        self._task_mix: TaskMix | None = None
+        self.scale = (max((cpus or {}).values(), default=0.0) or 1.0,
+                      max(sizes.values(), default=0.0) or 1.0)
 
     def state(self, node: str, size: float = 0.0) -> list[float]:
         if node not in self.gpus:
             self.gpus[node] = [1.0] * int(math.floor(size + _EPS))
         return self.gpus[node]
 
-    def rank(self, node: str, need: float, size: float = 0.0) -> tuple[float, float] | None:
-        """The scorer's key for ``need`` GPUs on ``node`` (of ``size`` GPUs); None if no GPU holds it."""
+    def rank(self, node: str, need: float, size: float = 0.0, *, free_cpus: float | None = None,
+             cpus: float = 0.0, model: str = "", wants: str = "") -> tuple[float, float] | None:
+        """The scorer's key for ``need`` GPUs on ``node`` (of ``size`` GPUs); None if no GPU holds
+        it. With ``free_cpus`` (the node's) and ``cpus`` (the bundle's), best-fit and fgd weigh
+        CPU cores too (see the class); ``model``: the node's GPU model, ``wants``: the one the
+        request asks for ("": any)."""
         if need <= _EPS:
             return (0.0, 0.0)
-        got = best(self.placement, self.state(node, size), need, self.mix)
+        gpus = self.state(node, size)
+        if free_cpus is None or self.placement not in ("best-fit", "fgd"):
+            got = best(self.placement, gpus, need, self.mix)
+        else:
+            mix = self.task_mix()
+            got = best_of(self.placement, (model, tuple(gpus), free_cpus),
+                          Demand(need, cpus, (wants,) if wants else ()), mix if mix.classes else None,
+                          self.scale)
         return None if got is None else got[0]
 
-    def take(self, node: str, need: float, size: float = 0.0, *, observe: bool = True) -> None:
+    def task_mix(self) -> TaskMix:
+        """The observed (GPU, CPU, model) request mix, rebuilt when a request was added."""
+        if self._task_mix is None:
+            self._task_mix = TaskMix.of_counts(self.tasks)
+        return self._task_mix
+
+    def take(self, node: str, need: float, size: float = 0.0, *, observe: bool = True,
+             cpus: float = 0.0, wants: str = "") -> None:
         """Book ``need`` GPUs on ``node``; ``observe=False`` when re-booking what is already held
         (a rebuild from the live cluster), so the request mix counts each request once."""
         if need <= _EPS:
             return
+        if observe:
+            task = Demand(need, cpus, (wants,) if wants else ())
+            self.tasks[task] = self.tasks.get(task, 0.0) + 1.0
+            self._task_mix = None
         gpus = self.state(node, size)
         got = best(self.placement, gpus, need, self.mix)
         if got is None:                     # the totals allowed it: keep the books, strand nothing
@@ -254,11 +287,21 @@ class TaskMix:
     the same share of every node's free GPU whatever the placement, so they cannot rank nodes)."""
 
     def __init__(self, demands: Iterable[Demand], top: int = 64) -> None:
-        counts: dict[Demand, int] = {}
+        counts: dict[Demand, float] = {}
         for d in demands:
-            if d.gpus > _EPS:
-                counts[d] = counts.get(d, 0) + 1
-        kept = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1]))[:top]
+            counts[d] = counts.get(d, 0) + 1
+        self._set(counts, top)
+
+    @classmethod
+    def of_counts(cls, counts: Mapping[Demand, float], top: int = 64) -> TaskMix:
+        """The mix of requests already counted (``{demand: how many}``)."""
+        mix = cls(())
+        mix._set(counts, top)
+        return mix
+
+    def _set(self, counts: Mapping[Demand, float], top: int) -> None:
+        kept = sorted(((d, c) for d, c in counts.items() if d.gpus > _EPS and c > 0),
+                      key=lambda kv: (-kv[1], kv[0][0], kv[0][1]))[:top]
         total = sum(c for _, c in kept) or 1
         self.classes: tuple[tuple[Demand, float], ...] = tuple((d, c / total) for d, c in kept)
         self.cpu_levels = sorted({d.cpus for d, _ in self.classes})

@@ -43,7 +43,8 @@ class BundlePlacer:
         self.external = {n: float(g) for n, g in external.items() if n in self.free and g > 0}
         # the per-GPU books are rebuilt too; the request mix seen so far is kept
         self.gpus = fragmentation.GpuLedger({n: t.get("GPU", 0.0) for n, t in totals.items()},
-                                            self.placement, self.gpus.mix)
+                                            self.placement, self.gpus.mix, tasks=self.gpus.tasks,
+                                            cpus={n: t.get("CPU", 0.0) for n, t in totals.items()})
         for n, gpus in self.external.items():
             self.free[n]["GPU"] = self.free[n].get("GPU", 0.0) - gpus
             self.gpus.take(n, gpus, self.totals[n].get("GPU", 0.0), observe=False)
@@ -96,7 +97,11 @@ class BundlePlacer:
         return [(n, float(b.get("GPU", 0.0)), dict(b)) for n, b in zip(got, job.bundles)]
 
     def _rank(self, node: str, need: Mapping[str, float]) -> Any:
-        return self.gpus.rank(node, need.get("GPU", 0.0), self.totals.get(node, {}).get("GPU", 0.0))
+        # the node's free CPU cores and the bundle's: best-fit and fgd weigh them (fragmentation)
+        return self.gpus.rank(node, need.get("GPU", 0.0), self.totals.get(node, {}).get("GPU", 0.0),
+                              free_cpus=self.free.get(node, {}).get("CPU", 0.0),
+                              cpus=need.get("CPU", 0.0), model=self.node_type.get(node, ""),
+                              wants=job_gpu_type([need]) or "")
 
     def take(self, placement: Placement) -> None:
         self._book(placement, observe=True)
@@ -105,7 +110,8 @@ class BundlePlacer:
         for n, g, b in placement:
             if n not in self.free:           # a node that died since the job was placed
                 continue
-            self.gpus.take(n, g, self.totals.get(n, {}).get("GPU", 0.0), observe=observe)
+            self.gpus.take(n, g, self.totals.get(n, {}).get("GPU", 0.0), observe=observe,
+                           cpus=b.get("CPU", 0.0), wants=job_gpu_type([b]) or "")
             for k, v in b.items():
                 self.free[n][k] = self.free[n].get(k, 0.0) - v
 
