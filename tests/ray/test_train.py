@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+import ray
 
 import ainative as ai
 from ainative import errors, events
@@ -299,6 +300,23 @@ def test_submit_handle_status_logs_and_stop(ray_local, tmp_path, no_leaks):
     events = [e["event"] for e in handle.events()]
     assert "stopping" in events and events[-1] == "finished"
     assert any(line.startswith("[rank 0] ") for line in handle.logs())
+
+
+def test_shutting_the_cluster_down_stops_a_submitted_job_first(ray_local, tmp_path):
+    # The job's driver thread calls Ray; were it still running when Ray shuts down, Ray would end
+    # this whole process ("The core worker has already been shutdown ... will exit").
+    from tests.support import clusters
+
+    handle = ai.TrainJob(chatty_fn, workers=1, name="shutdown", config={
+        "steps": 100_000, "slow_s": 0.01}, checkpoint=ai.CheckpointConfig(path=str(tmp_path))).submit()
+    deadline = time.monotonic() + 60
+    while handle.progress()["step"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert handle.status() == "running", handle.progress()
+    clusters.shutdown_current()          # what Cluster.shutdown does: background.stop_all() first
+    result = handle.wait(timeout_s=0)
+    assert result.status == "stopped: cluster shutdown" and not handle._thread.is_alive()
+    assert not ray.is_initialized()
 
 
 class FakeShard:

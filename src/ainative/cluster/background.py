@@ -1,5 +1,5 @@
 """The driver's background threads that call Ray (lease heartbeats, gang lease polls, endpoint
-capacity loops), stopped before Ray shuts down.
+capacity loops, the driver threads of submitted TrainJobs), stopped before Ray shuts down.
 
 Ray ends the whole process when a thread uses its core worker after ``ray.shutdown()`` ("The core
 worker has already been shutdown ... The process will exit"). Each loop checks
@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Protocol
+
+
+class Stop(Protocol):
+    """What stops a registered thread: a ``threading.Event`` its loop watches, or any object whose
+    ``set()`` asks the thread to finish (a TrainJob's driver thread: ``train.job.TrainHandle``)."""
+
+    def set(self) -> None: ...
+
 
 _LOCK = threading.Lock()
-_LOOPS: list[tuple[threading.Event, threading.Thread]] = []
+_LOOPS: list[tuple[Stop, threading.Thread]] = []
 
 
-def register(stop: threading.Event, thread: threading.Thread) -> None:
-    """Record a loop that ends when ``stop`` is set (its thread is joined by stop_all)."""
+def register(stop: Stop, thread: threading.Thread) -> None:
+    """Record a thread that ends once ``stop.set()`` is called (it is joined by stop_all)."""
     with _LOCK:
         _LOOPS[:] = [(s, t) for s, t in _LOOPS if t.is_alive() or not t.ident]
         _LOOPS.append((stop, thread))

@@ -18,6 +18,7 @@ from typing import Any
 from ainative import config as cfg
 from ainative import errors
 from ainative import resources as res
+from ainative.cluster import background
 from ainative.policy import packing
 from ainative.scheduling import protocol
 from ainative.train import _checkpoint, _controller, _events, _progress
@@ -239,6 +240,21 @@ def _stopped_pending(job: TrainJob, stop: protocol.StopRequest | None,
                        name=job.name)
 
 
+SHUTDOWN_GRACE_S = 5.0
+
+
+class _StopOnShutdown:
+    """``background.stop_all()`` calls ``set()``: the job checkpoints and stops (its workers are
+    killed after SHUTDOWN_GRACE_S) with reason "cluster shutdown"."""
+
+    def __init__(self, handle: TrainHandle) -> None:
+        self._handle = handle
+
+    def set(self) -> None:
+        if not self._handle._done.is_set():
+            self._handle.stop("cluster shutdown", checkpoint=True, grace_s=SHUTDOWN_GRACE_S)
+
+
 class TrainHandle:
     """A submitted job running in a background thread of this driver."""
 
@@ -255,6 +271,9 @@ class TrainHandle:
         self._thread = threading.Thread(target=self._main, args=(spec,), daemon=True,
                                         name=f"ainative-train-{job.name}")
         self._thread.start()
+        # Shutting the cluster down (Cluster.shutdown) stops the job first: its thread calls Ray,
+        # and Ray ends the whole process when a thread uses it after ray.shutdown().
+        background.register(_StopOnShutdown(self), self._thread)
 
     def _main(self, spec: _controller.JobSpec) -> None:
         try:
