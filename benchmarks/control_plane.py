@@ -306,6 +306,28 @@ def replica_leads(busy: Path, wall0: float, bursts: list[tuple[float, float]]
                                                   if lo <= x < hi + 10.0)} for lo, hi in bursts]
 
 
+def slo_bound(p: dict[str, Any], lead_s: float | list[float], min_replicas: int = MIN_REPLICAS,
+              overhead_ms: float = 30.0) -> float:
+    """The share of the day's requests within the SLO for an ideal endpoint: ``min_replicas``
+    replicas, all MAX_REPLICAS serving ``lead_s`` after each burst's first request and until 10 s
+    after it, first-come first-served over replicas, exactly REQUEST_MS a request plus
+    ``overhead_ms`` (HTTP and routing; the base-load p50 on a quiet machine is ~100 ms). Only
+    arithmetic over the day's schedule: what a given scale-up delay (one for all bursts, or one
+    per burst) allows at best."""
+    leads = lead_s if isinstance(lead_s, list) else [lead_s] * len(p["bursts"])
+
+    def serving(t: float) -> int:
+        return MAX_REPLICAS if any(lo + lead <= t < hi + 10.0
+                                   for (lo, hi), lead in zip(p["bursts"], leads)) else min_replicas
+    free = [0.0] * MAX_REPLICAS
+    ok = 0
+    for at in p["requests"]:
+        i = min(range(serving(at)), key=free.__getitem__)
+        free[i] = max(at, free[i]) + REQUEST_MS / 1000.0
+        ok += (free[i] - at) * 1000.0 + overhead_ms <= SLO_MS
+    return 100.0 * ok / len(p["requests"])
+
+
 def jain(xs: list[float]) -> float | None:
     return (sum(xs) ** 2) / (len(xs) * sum(x * x for x in xs)) if xs and any(xs) else None
 
@@ -385,6 +407,7 @@ class Day:
     def summarize(self, results: list[tuple[float, int, float]], sampler: Sampler, wall: float,
                   serve_done: float, load_before: float) -> dict[str, Any]:
         within = sum(1 for _, code, ms in results if code == 200 and ms <= SLO_MS)
+        leads = replica_leads(self.root / "busy", self.wall0, self.p["bursts"])
         ok = [ms for _, code, ms in results if code == 200]
         committed = {j["job"]: _committed(self.root / "commit", j["job"]) for j in self.p["jobs"]}
         team_gpu_s = self.team_gpu_seconds(sampler)
@@ -400,7 +423,15 @@ class Day:
         return {
             "system": self.label, "wall_s": wall, "serve_window_s": serve_done,
             "by_phase": by_phase(results, self.p["bursts"]),
-            "replicas_after_bursts": replica_leads(self.root / "busy", self.wall0, self.p["bursts"]),
+            "replicas_after_bursts": leads,
+            # every request outside the SLO: (sent at, s into the day; HTTP status or -1; ms)
+            "outside_slo": [(round(at, 2), code, round(ms)) for at, code, ms in sorted(results)
+                            if code != 200 or ms > SLO_MS],
+            # the same day's SLO for an ideal endpoint whose extra replicas answer after the
+            # delays measured here (a burst without a new replica: as if it never came)
+            "slo_bound_at_measured_delays_pct": slo_bound(self.p, [
+                b["new_replica_first_answer_s"][0] if b["new_replica_first_answer_s"] else 1e9
+                for b in leads]),
             "loadavg_1min_before": load_before, "loadavg_1min_after": os.getloadavg()[0],
             "requests": len(results), "ok": len(ok), "failed": len(results) - len(ok),
             "slo_attainment_pct": 100.0 * within / len(results) if results else None,
@@ -719,6 +750,11 @@ def report(args: argparse.Namespace, p: dict[str, Any], budget: dict[str, float]
                     "loadavg_after": os.getloadavg()},
         "versions": {"python": sys.version.split()[0], "ray": ray.__version__,
                      "torch": torch.__version__, "ainative": ai.__version__},
+        # what the day's schedule allows an ideal endpoint (slo_bound) when its extra replicas
+        # answer this long after each burst begins, with min_replicas 1 and 2
+        "slo_bound_pct_by_scale_up_delay_s": {
+            str(lead): {"min_replicas_1": slo_bound(p, lead), "min_replicas_2": slo_bound(p, lead, 2)}
+            for lead in (0.0, 0.5, 1.0, 2.0, 3.0, 6.0)},
         "runs": rows,
         "targets": targets(ours, plain) if ours and plain else {}}
     print("targets:", json.dumps(result["targets"], default=str))
