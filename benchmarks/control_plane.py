@@ -290,17 +290,23 @@ def by_phase(results: list[tuple[float, int, float]], bursts: list[tuple[float, 
     return out
 
 
-def replica_leads(busy: Path, wall0: float, bursts: list[tuple[float, float]]
-                  ) -> list[dict[str, Any]]:
-    """Per burst: seconds from the burst's first request to the first answer of each replica that
-    began answering during it (or in the 10 s after); the first is the scale-up's whole delay
-    (decision, admission, preemption, cold start), which a 10x step must beat to meet the SLO."""
+def replica_firsts(busy: Path, wall0: float) -> list[float]:
+    """Each replica's first answer, seconds after the day's first request."""
     firsts = []
     for f in busy.glob("replica-*.json"):
         with contextlib.suppress(Exception):
             first = json.loads(f.read_text()).get("first_answer_wall")
             if first is not None:
-                firsts.append(first - wall0)
+                firsts.append(round(first - wall0, 2))
+    return sorted(firsts)
+
+
+def replica_leads(busy: Path, wall0: float, bursts: list[tuple[float, float]]
+                  ) -> list[dict[str, Any]]:
+    """Per burst: seconds from the burst's first request to the first answer of each replica that
+    began answering during it (or in the 10 s after); the first is the scale-up's whole delay
+    (decision, admission, preemption, cold start), which a 10x step must beat to meet the SLO."""
+    firsts = replica_firsts(busy, wall0)
     return [{"burst_s": [lo, hi],
              "new_replica_first_answer_s": sorted(round(x - lo, 2) for x in firsts
                                                   if lo <= x < hi + 10.0)} for lo, hi in bursts]
@@ -427,9 +433,14 @@ class Day:
             # every request outside the SLO: (sent at, s into the day; HTTP status or -1; ms)
             "outside_slo": [(round(at, 2), code, round(ms)) for at, code, ms in sorted(results)
                             if code != 200 or ms > SLO_MS],
-            # the same day's SLO for an ideal endpoint whose extra replicas answer after the
-            # delays measured here (a burst without a new replica: as if it never came)
-            "slo_bound_at_measured_delays_pct": slo_bound(self.p, [
+            # every replica's first answer, s into the day (negative: before it; the replica
+            # that answered the warm-up requests)
+            "replica_first_answers_s": replica_firsts(self.root / "busy", self.wall0),
+            # the same day's SLO for an ideal endpoint with MIN_REPLICAS replicas before each
+            # burst whose extra replicas answer after the delays measured here (a burst without
+            # a new replica: as if none came); an estimate, not a bound: a replica started
+            # before a burst (rising diurnal load) is not in it
+            "slo_estimate_at_measured_delays_pct": slo_bound(self.p, [
                 b["new_replica_first_answer_s"][0] if b["new_replica_first_answer_s"] else 1e9
                 for b in leads]),
             "loadavg_1min_before": load_before, "loadavg_1min_after": os.getloadavg()[0],
