@@ -38,6 +38,7 @@ import math
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -301,12 +302,11 @@ def replica_firsts(busy: Path, wall0: float) -> list[float]:
     return sorted(firsts)
 
 
-def replica_leads(busy: Path, wall0: float, bursts: list[tuple[float, float]]
-                  ) -> list[dict[str, Any]]:
+def replica_leads(firsts: list[float], bursts: list[tuple[float, float]]) -> list[dict[str, Any]]:
     """Per burst: seconds from the burst's first request to the first answer of each replica that
-    began answering during it (or in the 10 s after); the first is the scale-up's whole delay
-    (decision, admission, preemption, cold start), which a 10x step must beat to meet the SLO."""
-    firsts = replica_firsts(busy, wall0)
+    began answering during it (or in the 10 s after), from ``replica_firsts``; the first is the
+    scale-up's whole delay (decision, admission, preemption, cold start), which a 10x step must
+    beat to meet the SLO."""
     return [{"burst_s": [lo, hi],
              "new_replica_first_answer_s": sorted(round(x - lo, 2) for x in firsts
                                                   if lo <= x < hi + 10.0)} for lo, hi in bursts]
@@ -413,7 +413,8 @@ class Day:
     def summarize(self, results: list[tuple[float, int, float]], sampler: Sampler, wall: float,
                   serve_done: float, load_before: float) -> dict[str, Any]:
         within = sum(1 for _, code, ms in results if code == 200 and ms <= SLO_MS)
-        leads = replica_leads(self.root / "busy", self.wall0, self.p["bursts"])
+        firsts = replica_firsts(self.root / "busy", self.wall0)
+        leads = replica_leads(firsts, self.p["bursts"])
         ok = [ms for _, code, ms in results if code == 200]
         committed = {j["job"]: _committed(self.root / "commit", j["job"]) for j in self.p["jobs"]}
         team_gpu_s = self.team_gpu_seconds(sampler)
@@ -435,13 +436,13 @@ class Day:
                             if code != 200 or ms > SLO_MS],
             # every replica's first answer, s into the day (negative: before it; the replica
             # that answered the warm-up requests)
-            "replica_first_answers_s": replica_firsts(self.root / "busy", self.wall0),
+            "replica_first_answers_s": firsts,
             # the same day's SLO for an ideal endpoint with MIN_REPLICAS replicas before each
             # burst whose extra replicas answer after the delays measured here (a burst without
             # a new replica: as if none came); an estimate, not a bound: a replica started
             # before a burst (rising diurnal load) is not in it
             "slo_estimate_at_measured_delays_pct": slo_bound(self.p, [
-                b["new_replica_first_answer_s"][0] if b["new_replica_first_answer_s"] else 1e9
+                b["new_replica_first_answer_s"][0] if b["new_replica_first_answer_s"] else math.inf
                 for b in leads]),
             "loadavg_1min_before": load_before, "loadavg_1min_after": os.getloadavg()[0],
             "requests": len(results), "ok": len(ok), "failed": len(results) - len(ok),
@@ -655,11 +656,8 @@ def targets(ours: list[dict[str, Any]], plain: list[dict[str, Any]]) -> dict[str
     """The issue's targets on the medians over the repetitions (a figure missing from a run that
     failed is left out of its median); "never above a budget" holds only if no run went above."""
     def get(rows: list[dict[str, Any]], key: str) -> Any:
-        xs = sorted(r[key] for r in rows if r.get(key) is not None)
-        if not xs:
-            return None
-        mid = len(xs) // 2
-        return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2.0
+        xs = [r[key] for r in rows if r.get(key) is not None]
+        return statistics.median(xs) if xs else None
 
     slo_o, slo_p = get(ours, "slo_attainment_pct"), get(plain, "slo_attainment_pct")
     gp_o, gp_p = get(ours, "goodput_steps_per_gpu_s"), get(plain, "goodput_steps_per_gpu_s")
