@@ -96,6 +96,53 @@ def test_batcher_groups_concurrent_requests_and_keeps_order():
     assert b.histogram == {4: 2, 2: 1}
 
 
+def test_unbatched_calls_run_one_at_a_time_in_order_and_a_caller_may_give_up():
+    running, order = [], []
+
+    def call(items):
+        running.append(1)
+        assert len(running) == 1, "two model calls at once on the one device thread"
+        order.append(items[0])
+        time.sleep(0.2 if items[0] == "slow" else 0.005)
+        running.pop()
+        return [("ok", items[0])]
+
+    async def main():
+        b = _batcher(call, size=1, wait_ms=0.0)
+        assert await b.submit("alone") == ("ok", "alone")     # idle device: the direct path
+        burst = await asyncio.gather(*(b.submit(i) for i in range(6)))
+        with pytest.raises(asyncio.TimeoutError):              # a caller gives up mid-call
+            await asyncio.wait_for(b.submit("slow"), 0.05)
+        after = await b.submit("after")                        # waits for the slow call's end
+        return burst, after, b.histogram
+
+    burst, after, histogram = asyncio.run(main())
+    assert burst == [("ok", i) for i in range(6)] and after == ("ok", "after")
+    assert order == ["alone", 0, 1, 2, 3, 4, 5, "slow", "after"]
+    assert histogram == {1: 9}
+
+
+def test_the_python_310_deadline_is_a_timeout_at_the_deadline_and_nothing_before():
+    from ainative.serve import _edge
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        with pytest.raises(asyncio.TimeoutError):
+            async with _edge._Within(loop, loop.time() + 0.1):
+                await asyncio.sleep(5)
+        waited = time.monotonic() - started
+        async with _edge._Within(loop, loop.time() + 5):
+            await asyncio.sleep(0.01)
+        with pytest.raises(asyncio.CancelledError):            # a cancel from elsewhere stays one
+            async with _edge._Within(loop, loop.time() + 5):
+                asyncio.current_task().cancel()
+                await asyncio.sleep(1)
+        return waited
+
+    assert 0.09 <= asyncio.run(main()) < 1.0
+
+
 def test_batcher_stops_waiting_when_latency_hits_the_slo():
     def call(items):
         return [("ok", x) for x in items]

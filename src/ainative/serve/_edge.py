@@ -116,21 +116,20 @@ class Edge:
                 return self._too_large(f"{int(declared)} bytes")
         chunks: list[bytes] = []
         size = 0
-        stream = request.stream().__aiter__()
-        while True:
-            try:
-                chunk = await asyncio.wait_for(stream.__anext__(), deadline - time.monotonic())
-            except StopAsyncIteration:
-                return b"".join(chunks)
-            except asyncio.TimeoutError:
-                return ("client_timeout", f"the request body did not arrive within "
-                                          f"request_timeout_s={self._timeout_s:g}")
-            except ClientDisconnect:
-                return ("reject", "the client disconnected before sending the whole body")
-            size += len(chunk)
-            if size > self._max_bytes:
-                return self._too_large(f"more than {self._max_bytes} bytes")
-            chunks.append(chunk)
+        try:
+            # One timer for the whole body (not a task per chunk: this is every request's path).
+            async with within(deadline):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > self._max_bytes:
+                        return self._too_large(f"more than {self._max_bytes} bytes")
+                    chunks.append(chunk)
+        except asyncio.TimeoutError:
+            return ("client_timeout", f"the request body did not arrive within "
+                                      f"request_timeout_s={self._timeout_s:g}")
+        except ClientDisconnect:
+            return ("reject", "the client disconnected before sending the whole body")
+        return b"".join(chunks)
 
     def _too_large(self, what: str) -> Result:
         return ("too_large", f"request body of {what} exceeds max_request_bytes={self._max_bytes}"
@@ -196,8 +195,8 @@ class Edge:
                                 f"shed at the edge, retry after {verdict.retry_after_s} s")
         self.flow.in_flight += 1
         try:
-            result = await asyncio.wait_for(self._call(payload, t_arrival, demand),
-                                            deadline - time.monotonic())
+            async with within(deadline):
+                result = await self._call(payload, t_arrival, demand)
         except asyncio.TimeoutError:
             return ("timeout", logged_error(
                 f"no result within request_timeout_s={self._timeout_s:g}", level=logging.WARNING))
@@ -293,3 +292,41 @@ def logged_error(message: str, *, level: int = logging.ERROR, err: BaseException
     exc_info = err if err is not None else (level >= logging.ERROR and sys.exc_info()[0] is not None)
     log.log(level, "ainative edge error id %s: %s", error_id, message, exc_info=exc_info)
     return f"{message} (error id {error_id})"
+
+
+def within(deadline: float) -> Any:
+    """``async with within(deadline):`` raises ``asyncio.TimeoutError`` at ``deadline`` (a
+    ``time.monotonic()`` instant), cancelling what it waits on. Python 3.11's
+    ``asyncio.timeout_at`` is one timer; 3.10 gets an equivalent that cancels this task."""
+    loop = asyncio.get_running_loop()
+    when = loop.time() + (deadline - time.monotonic())
+    timeout_at = getattr(asyncio, "timeout_at", None)
+    if timeout_at is not None:
+        return timeout_at(when)
+    return _Within(loop, when)
+
+
+class _Within:
+    """Python 3.10's stand-in for ``asyncio.timeout_at``: cancel the task at ``when`` and turn
+    that cancellation into ``asyncio.TimeoutError``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self._loop, self._when = loop, when
+        self._fired = False
+        self._handle: asyncio.TimerHandle | None = None
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+
+        def fire() -> None:
+            self._fired = True
+            task.cancel()
+        self._handle = self._loop.call_at(self._when, fire)
+
+    async def __aexit__(self, kind: Any, exc: Any, tb: Any) -> bool:
+        assert self._handle is not None
+        self._handle.cancel()
+        if self._fired and kind is asyncio.CancelledError:
+            raise asyncio.TimeoutError
+        return False

@@ -89,6 +89,7 @@ class _Batcher:
         self._task: asyncio.Task[None] | None = None
         # One worker thread: the emulated device runs one batch at a time, like a GPU stream.
         self._device = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._last_call: concurrent.futures.Future[list[Result]] | None = None  # on the device
         self.histogram: dict[int, int] = {}
         self._last_arrival: float | None = None
         self.mean_gap_ms: float | None = None  # EWMA of the time between arrivals
@@ -100,13 +101,17 @@ class _Batcher:
         return len(self._pending)
 
     async def submit(self, item: Any) -> Result:
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         now = time.monotonic()
         if self._last_arrival is not None:
             gap = (now - self._last_arrival) * 1000.0
             self.mean_gap_ms = gap if self.mean_gap_ms is None else \
                 0.8 * self.mean_gap_ms + 0.2 * gap
         self._last_arrival = now
+        if self._config.max_batch_size == 1 and not self._pending and self._device_idle():
+            # Nothing to group it with and the device is free: straight to the device, without
+            # the batch loop's wake-up (every request's path on an unbatched endpoint).
+            return (await self._on_device([item]))[0]
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future, now))
         self._wake.set()
         if self._task is None or self._task.done():
@@ -114,7 +119,6 @@ class _Batcher:
         return await future
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             if not self._pending:
                 self._wake.clear()
@@ -127,15 +131,24 @@ class _Batcher:
                 continue
             size = min(len(self._pending), self._config.max_batch_size)
             batch, self._pending = self._pending[:size], self._pending[size:]
-            self.histogram[size] = self.histogram.get(size, 0) + 1
-            try:
-                results = await loop.run_in_executor(self._device, self._timed,
-                                                     [item for item, _, _ in batch])
-            except BaseException:  # the call itself never raises; this keeps the loop alive
-                results = [failure("the batch failed")] * len(batch)
+            results = await self._on_device([item for item, _, _ in batch])
             for (_, future, _), result in zip(batch, results):
                 if not future.done():
                     future.set_result(result)
+
+    async def _on_device(self, items: list[Any]) -> list[Result]:
+        """One model call on the device thread; its results, one per item."""
+        self.histogram[len(items)] = self.histogram.get(len(items), 0) + 1
+        self._last_call = self._device.submit(self._timed, items)
+        try:
+            return await asyncio.wrap_future(self._last_call)
+        except asyncio.CancelledError:
+            raise  # the caller gave up; the device finishes the call on its own
+        except BaseException:  # the call itself never raises; this keeps the loop alive
+            return [failure("the batch failed")] * len(items)
+
+    def _device_idle(self) -> bool:
+        return self._last_call is None or self._last_call.done()
 
     def _timed(self, items: list[Any]) -> list[Result]:
         """The model call on the device thread, timed: device time is the queueing estimate's
