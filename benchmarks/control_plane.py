@@ -12,7 +12,8 @@ Cluster (ray.cluster_utils.Cluster, fresh for each system): a head with 4 logica
       (min 1, max 3, every other field default), Ray Data ``random_shuffle``.
 
 Team A submits a stream of checkpointing TrainJobs (1 GPU each; a step is a little CPU work and a
-sleep that emulates GPU time; a checkpoint every ``CKPT_EVERY`` steps). Team B serves an endpoint
+sleep that emulates GPU time; a checkpoint every ``CKPT_EVERY`` steps, and one at once when
+ainative asks the job to stop: ``ctx.should_stop``). Team B serves an endpoint
 (1 GPU per replica, one request at a time costing ``REQUEST_MS`` of emulated device time, no
 batching in either system) under a diurnal open-loop load (127.0.0.1, bounded in count and time)
 with two 10x bursts. Team C runs shuffle-then-train pipelines. Offered demand is about 1.5x the
@@ -75,9 +76,13 @@ def _write(path: str, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def work_loop(cfg: dict[str, Any], ckpt: str | None, report: Any) -> None:
-    """Steps of emulated GPU time; a checkpoint every CKPT_EVERY steps; busy time and the committed
-    step written to files the driver reads (one busy file per attempt)."""
+def work_loop(cfg: dict[str, Any], ckpt: str | None, report: Any,
+              should_stop: Any = lambda: False) -> None:
+    """Steps of emulated GPU time; a checkpoint every CKPT_EVERY steps, and at once after a step
+    when ``should_stop()`` (ainative's ``ctx.should_stop``, as docs/training.md advises: a
+    preempted job then gives its GPUs back after one step, not at its next periodic checkpoint;
+    Ray Train has no such signal); busy time and the committed step written to files the driver
+    reads (one busy file per attempt)."""
     start = json.load(open(os.path.join(ckpt, "s.json")))["step"] if ckpt else 0
     busy_path = os.path.join(cfg["busy_dir"], f"{cfg['job']}-{uuid.uuid4().hex[:8]}.json")
     busy = 0.0
@@ -87,7 +92,7 @@ def work_loop(cfg: dict[str, Any], ckpt: str | None, report: Any) -> None:
         time.sleep(STEP_S)                       # the emulated GPU
         busy += time.monotonic() - t
         _write(busy_path, {"busy_s": busy})
-        if step % CKPT_EVERY == 0 or step == cfg["steps"]:
+        if step % CKPT_EVERY == 0 or step == cfg["steps"] or should_stop():
             d = os.path.join(cfg["scratch"], f"{cfg['job']}-{step}")
             os.makedirs(d, exist_ok=True)
             _write(os.path.join(d, "s.json"), {"step": step})
@@ -98,8 +103,9 @@ def work_loop(cfg: dict[str, Any], ckpt: str | None, report: Any) -> None:
 def ours_train(cfg: dict[str, Any]) -> None:
     import ainative
 
+    ctx = ainative.train.get_context()
     work_loop(cfg, ainative.train.get_checkpoint(),
-              lambda m, d: ainative.train.report(m, checkpoint=d))
+              lambda m, d: ainative.train.report(m, checkpoint=d), lambda: ctx.should_stop)
 
 
 def ray_train_fn(cfg: dict[str, Any]) -> None:
@@ -429,6 +435,7 @@ class Day:
         fair = jain([team_gpu_s[t] / QUOTA[t] for t in QUOTA])
         return {
             "system": self.label, "wall_s": wall, "serve_window_s": serve_done,
+            "day_start_unix_s": self.wall0,   # t = 0 of the schedule (aligns the event logs)
             "by_phase": by_phase(results, self.p["bursts"]),
             "replicas_after_bursts": leads,
             # every request outside the SLO: (sent at, s into the day; HTTP status or -1; ms)

@@ -32,8 +32,11 @@ model on a GPU is called): with an awaited device Serve forms each next batch wh
 one runs, so batches stay at what arrives within batch_wait_timeout_s and throughput collapses
 (benchmarks/serve_batch_probe.py measures that). Reported per system: failed requests (not 200,
 shed excluded), shed (503 "shed"), p50/p99 over requests sent during the burst, time from the
-burst's start to the first replica added, replica-seconds of the model deployment over the
-schedule, peak replicas. Systems alternate in order per repetition; medians over repetitions.
+burst's start to the first replica added (Serve's controller starts it: the scale-up request),
+the cold start of that replica (until Serve reports it RUNNING, i.e. its constructor and the
+model's load done and the router may send it requests; polled every 0.2 s), replica-seconds of
+the model deployment over the schedule, peak replicas. Systems alternate in order per
+repetition; medians over repetitions.
 
     flock /tmp/ainative-ray.lock flock /tmp/ainative-bench.lock \\
         .venv/bin/python benchmarks/serve_autoscaling.py [--quick] [--scenario unbatchable] \\
@@ -279,32 +282,40 @@ async def _replay(url: str, times: list[float], payload: Any) -> list[tuple[floa
 
 
 class ReplicaMeter:
-    """Integrates the model deployment's replica count (running + starting) over the schedule and
-    notes when the first replica beyond the initial count appeared."""
+    """Integrates the model deployment's replica count (running + starting) over the schedule,
+    notes when the first replica beyond the initial count appeared (Serve's controller began
+    starting it: the scale-up request) and when the running count first rose (that replica
+    ready to take requests: its cold start ends). Polls ``serve.status()`` every 0.2 s."""
 
     def __init__(self, app: str, window_s: float) -> None:
         self.app, self.seconds, self.peak, self.window_s = app, 0.0, 0, window_s
         self.first_up_s: float | None = None
+        self.first_ready_s: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _count(self) -> int:
+    def _count(self) -> tuple[int, int]:
+        """(running + starting, running) replicas of the model deployment."""
         status = serve.status().applications.get(self.app)
         if status is None:
-            return 0
-        return sum(n for name, dep in status.deployments.items() if not name.endswith("-ingress")
-                   for state, n in dep.replica_states.items()
-                   if str(getattr(state, "value", state)) in ("RUNNING", "STARTING"))
+            return 0, 0
+        states = [(str(getattr(state, "value", state)), n)
+                  for name, dep in status.deployments.items() if not name.endswith("-ingress")
+                  for state, n in dep.replica_states.items()]
+        return (sum(n for state, n in states if state in ("RUNNING", "STARTING")),
+                sum(n for state, n in states if state == "RUNNING"))
 
     def _run(self) -> None:
         last = start = time.monotonic()
-        initial: int | None = None
+        initial: tuple[int, int] | None = None
         while not self._stop.is_set():
-            n = self._count()
+            n, running = self._count()
             now = min(time.monotonic(), start + self.window_s)
-            initial = n if initial is None else initial
-            if self.first_up_s is None and n > initial:
+            initial = (n, running) if initial is None else initial
+            if self.first_up_s is None and n > initial[0]:
                 self.first_up_s = now - start
+            if self.first_up_s is not None and self.first_ready_s is None and running > initial[1]:
+                self.first_ready_s = now - start
             self.seconds += n * (now - last)
             self.peak = max(self.peak, n)
             last = now
@@ -346,17 +357,20 @@ def run_one(system: System, kind: str, port: int, phases: tuple[float, float, fl
     shed = [r for r in results if r[1] == 503 and r[3] == "shed"]
     ok = [ms for _, code, ms, _ in results if code == 200]
     in_burst = [ms for at, code, ms, _ in results if code == 200 and lo <= at < hi]
-    first_up = meter.first_up_s
+    first_up, first_ready = meter.first_up_s, meter.first_ready_s
     return {"system": system.label, "kind": kind, "requests": len(results), "ok": len(ok),
             "shed": len(shed), "failed": len(results) - len(ok) - len(shed),
             "p50_ms": pct(ok, 50), "p99_ms": pct(ok, 99), "burst_p50_ms": pct(in_burst, 50),
             "burst_p99_ms": pct(in_burst, 99), "throughput_rps": len(ok) / wall, "wall_s": wall,
             "first_scale_up_after_burst_s": None if first_up is None else first_up - lo,
+            "cold_start_s": None if first_up is None or first_ready is None
+            else first_ready - first_up,
             "replica_seconds": meter.seconds, "peak_replicas": meter.peak}
 
 
 KEYS = ("burst_p50_ms", "burst_p99_ms", "p99_ms", "failed", "shed",
-        "first_scale_up_after_burst_s", "replica_seconds", "peak_replicas", "throughput_rps")
+        "first_scale_up_after_burst_s", "cold_start_s", "replica_seconds", "peak_replicas",
+        "throughput_rps")
 
 
 def summarize(rows: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
@@ -382,7 +396,7 @@ def ratios(summary: dict[str, dict[str, Any]]) -> dict[str, float | None]:
         for peer in ("serve-default", "serve-tuned", "serve-batch", "ainative"):
             theirs = summary.get(peer)
             if theirs and peer != label:
-                for key in ("burst_p99_ms", "p99_ms", "replica_seconds"):
+                for key in ("burst_p99_ms", "p99_ms", "replica_seconds", "cold_start_s"):
                     a, b = ours[key], theirs[key]
                     out[f"{prefix}{key}_vs_{peer}"] = None if a is None or not b else a / b
     return out
@@ -440,10 +454,11 @@ def report(args: argparse.Namespace, kinds: list[str], phases: tuple[float, floa
         result["summary"][kind], result["ratios"][kind] = summary, ratios(summary)
         print(f"\n== {kind}: medians over reps ==")
         print(f"{'system':15} {'b-p50':>8} {'b-p99':>8} {'failed':>7} {'shed':>6} {'1st-up':>7} "
-              f"{'rep-s':>7} {'peak':>5}")
+              f"{'cold':>7} {'rep-s':>7} {'peak':>5}")
         for label, s in summary.items():
             print(f"{label:15} {_f(s['burst_p50_ms'])} {_f(s['burst_p99_ms'])} {s['failed']:7.0f} "
                   f"{s['shed']:6.0f} {_f(s['first_scale_up_after_burst_s'], 7)} "
+                  f"{_f(s['cold_start_s'], 7)} "
                   f"{s['replica_seconds']:7.1f} {s['peak_replicas']:5.0f}")
         print("ratios:", json.dumps(result["ratios"][kind]))
     print(f"loadavg 1-min before {load_before:.1f}, after {load_after:.1f}")
