@@ -12,7 +12,7 @@ Both answer the same Starlette request (a 32-float JSON body) with the same triv
 Reported: the median wall time per request (sequential requests, so this is latency added per
 request, not throughput) and the event-loop iterations per request, alternated, ``--reps`` times.
 
-    .venv/bin/python benchmarks/serve_edge_overhead.py [--requests 5000] [--reps 3]
+    .venv/bin/python benchmarks/serve_edge_overhead.py [--requests 5000 | --quick] [--reps 3]
 """
 
 from __future__ import annotations
@@ -119,9 +119,12 @@ async def main_async(n: int, reps: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--quick", action="store_true", help="1,000 requests a rep")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--out", default="serve_edge_overhead.json")
     args = parser.parse_args()
+    if args.quick:
+        args.requests = min(args.requests, 1000)
     load_before = os.getloadavg()[0]
     result = asyncio.run(main_async(args.requests, args.reps))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
