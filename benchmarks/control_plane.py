@@ -46,6 +46,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def _write(path: str, obj: Any) -> None:
 
 
 def work_loop(cfg: dict[str, Any], ckpt: str | None, report: Any,
-              should_stop: Any = lambda: False) -> None:
+              should_stop: Callable[[], bool] = lambda: False) -> None:
     """Steps of emulated GPU time; a checkpoint every CKPT_EVERY steps, and at once after a step
     when ``should_stop()`` (ainative's ``ctx.should_stop``, as docs/training.md advises: a
     preempted job then gives its GPUs back after one step, not at its next periodic checkpoint;

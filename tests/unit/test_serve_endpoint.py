@@ -122,6 +122,22 @@ def test_unbatched_calls_run_one_at_a_time_in_order_and_a_caller_may_give_up():
     assert histogram == {1: 9}
 
 
+def test_a_cancelled_batch_loop_answers_the_batch_it_held():
+    def call(items):
+        time.sleep(0.2)
+        return [("ok", x) for x in items]
+
+    async def main():
+        b = _batcher(call, size=4, wait_ms=0.0)
+        waiting = [asyncio.ensure_future(b.submit(i)) for i in range(2)]
+        await asyncio.sleep(0.05)                               # the batch is on the device
+        b._task.cancel()
+        return await asyncio.wait_for(asyncio.gather(*waiting), 2.0)
+
+    results = asyncio.run(main())
+    assert [r[0] for r in results] == ["error", "error"] and "cancelled" in results[0][1]
+
+
 def test_the_python_310_deadline_is_a_timeout_at_the_deadline_and_nothing_before():
     from ainative.serve import _edge
 

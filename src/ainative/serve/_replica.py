@@ -131,7 +131,13 @@ class _Batcher:
                 continue
             size = min(len(self._pending), self._config.max_batch_size)
             batch, self._pending = self._pending[:size], self._pending[size:]
-            results = await self._on_device([item for item, _, _ in batch])
+            try:
+                results = await self._on_device([item for item, _, _ in batch])
+            except asyncio.CancelledError:  # the loop itself is cancelled: answer, then end
+                for _, future, _ in batch:
+                    if not future.done():
+                        future.set_result(failure("the batch was cancelled"))
+                raise
             for (_, future, _), result in zip(batch, results):
                 if not future.done():
                     future.set_result(result)
