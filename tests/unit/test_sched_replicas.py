@@ -28,7 +28,7 @@ def make(path) -> service.SchedulerService:
 def lease(svc: service.SchedulerService, job_id: str, n: int, *, preemptible: bool) -> list[str]:
     svc.submit({"job_id": job_id, "name": job_id, "bundles": [SLOT] * n, "queue": "serving",
                 "kind": "endpoint", "endpoint": "ep", "preemptible": preemptible})
-    assert svc.admitted(job_id) == (True, "")
+    assert svc.admitted(job_id)[:2] == (True, "")
     return [p[0] for p in svc.engine.jobs[job_id].placement]
 
 

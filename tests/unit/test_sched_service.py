@@ -41,7 +41,8 @@ def test_state_file_is_written_whole_and_read_back(tmp_path):
     svc = make(path)
     assert svc.submit(body("j1")) == "j1"
     assert svc.submit(body("j1")) == "j1"                       # a retried submit is a no-op
-    assert svc.admitted("j1") == (True, "")
+    ok, why, started_s = svc.admitted("j1")
+    assert (ok, why) == (True, "") and started_s == svc.engine.jobs["j1"].start_s
     saved = json.loads(path.read_text())
     assert [j["job_id"] for j in saved["jobs"]] == ["j1"] and saved["jobs"][0]["placement"]
     assert not (tmp_path / "state.json.tmp").exists()

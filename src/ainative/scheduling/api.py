@@ -202,8 +202,13 @@ class SchedulerLease:
     released after the lease timeout) and re-announces the job when a restarted scheduler does not
     know it."""
 
-    def __init__(self, actor: Any, job_id: str, body: dict[str, Any] | None = None) -> None:
+    def __init__(self, actor: Any, job_id: str, body: dict[str, Any] | None = None,
+                 admitted_s: float | None = None) -> None:
         self.actor, self.job_id, self._released = actor, job_id, False
+        self.admitted_s = admitted_s
+        """When the scheduler admitted the job (its clock; where the job's charges begin)."""
+        self.released_s: float | None = None
+        """When the scheduler took the release (where the job's charges end)."""
         self._body = dict(body or {"job_id": job_id})
         self._body.setdefault("start_s", time.time())
         self._stop = threading.Event()
@@ -238,7 +243,8 @@ class SchedulerLease:
         if not self._released:
             self._released = True
             self._stop.set()
-            _call(self.actor, "release", self.job_id, outcome)
+            ended = _call(self.actor, "release", self.job_id, outcome)
+            self.released_s = float(ended) if isinstance(ended, (int, float)) else time.time()
 
 
 class SchedulerAdmission:
@@ -266,7 +272,7 @@ class SchedulerAdmission:
         shown = None
         while True:
             try:
-                ok, why = _call(actor, "admitted", job_id)
+                ok, why, started_s = _call(actor, "admitted", job_id)
             except errors.AdmissionError:
                 # a scheduler restarted from a stale or corrupt state file lost it: queue it again
                 # (with its submit time); False: it had already ended, so this is a real error
@@ -274,7 +280,7 @@ class SchedulerAdmission:
                     raise
                 continue
             if ok:
-                return SchedulerLease(actor, job_id, body)
+                return SchedulerLease(actor, job_id, body, admitted_s=started_s)
             if request.cancelled is not None and request.cancelled():
                 _call(actor, "cancel", job_id)         # out of its queue: it never starts
                 raise errors.AdmissionError(f"job {request.name!r} was stopped while it waited "

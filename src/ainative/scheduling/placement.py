@@ -127,7 +127,7 @@ def reserve(bundles: Sequence[res.Resources], strategy: str = "PACK", *,
         lease = protocol.admission_for(queue).admit(protocol.JobRequest(
             name=pg_name, kind="gang", bundles=tuple(bundles), strategy=strategy, queue=queue,
             priority=priority, preemptible=preemptible, budget=budget), timeout_s=timeout_s)
-        admitted_s = time.time()
+        admitted_s = protocol.held_since(lease, time.time())
     try:
         selector = {"bundle_label_selector": [{NODE_ID_LABEL: f"!in({','.join(avoid_nodes)})"}
                                               for _ in bundles]} if avoid_nodes else {}
@@ -229,7 +229,8 @@ class Gang:
         self.queue = queue
         self.lease = lease
         self.admitted_s: float | None = None
-        """Epoch seconds the lease was granted, and released (None: no lease / still held)."""
+        """Epoch seconds the lease was granted, and released (None: no lease / still held), on the
+        scheduler's clock where it tells them (where the ledger's charge begins and ends)."""
         self.released_s: float | None = None
         self.stop_request: protocol.StopRequest | None = None
         """Set when admission asks this gang to stop (preempted, budget, ...): the holder should
@@ -332,6 +333,6 @@ class Gang:
                 stop = self.stop_request
                 try:
                     self.lease.release(outcome or (f"stopped: {stop.reason}" if stop else "succeeded"))
-                    self.released_s = time.time()
+                    self.released_s = protocol.held_until(self.lease, time.time())
                 except Exception as exc:  # scheduler gone: its lease timeout frees the job
                     logger.warning("could not release the lease of gang %s: %s", self.name, exc)

@@ -82,6 +82,21 @@ class Lease(Protocol):
     def release(self, outcome: str) -> None: ...
 
 
+def held_since(lease: Lease, fallback_s: float) -> float:
+    """When ``lease`` began to hold its resources on the admitting side's clock (where its ledger
+    charges begin), else ``fallback_s``. A caller learns of an admission a poll and a remote call
+    after it happened (under a CPU hog, most of a second): its own clock would undercount."""
+    value = getattr(lease, "admitted_s", None)
+    return float(value) if isinstance(value, (int, float)) else fallback_s
+
+
+def held_until(lease: Lease, fallback_s: float) -> float:
+    """When ``lease``'s release took effect on the admitting side's clock (where its charges end),
+    else ``fallback_s``; call it after ``release``."""
+    value = getattr(lease, "released_s", None)
+    return float(value) if isinstance(value, (int, float)) else fallback_s
+
+
 class Admission(Protocol):
     def admit(self, request: JobRequest, timeout_s: float | None = None) -> Lease:
         """Block until admitted (``timeout_s`` None: no limit; else AdmissionTimeoutError), calling

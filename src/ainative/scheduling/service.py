@@ -351,8 +351,9 @@ class SchedulerService:
                       gpu_type=str(gpu_type))
 
     @_locked
-    def admitted(self, job_id: str) -> tuple[bool, str]:
-        """(True, "") once the job may reserve its gang; else (False, why it waits)."""
+    def admitted(self, job_id: str) -> tuple[bool, str, float | None]:
+        """(True, "", its start time) once the job may reserve its gang; else (False, why it
+        waits, None). The start time is where the job's charges begin."""
         job = self.engine.jobs.get(job_id)
         if job is None:
             raise errors.AdmissionError(f"job {job_id!r} is not known to the scheduler "
@@ -360,7 +361,7 @@ class SchedulerService:
         self.last_seen[job_id] = time.time()
         if not job.running:
             self._pass_if_due()
-        return (True, "") if job.running else (False, self.why(job_id))
+        return (True, "", job.start_s) if job.running else (False, self.why(job_id), None)
 
     @_locked
     def known(self, job_id: str) -> bool:
@@ -388,13 +389,15 @@ class SchedulerService:
                 "grace_s": float(job.metadata.get("grace_s", 30.0)), "message": message}
 
     @_locked
-    def release(self, job_id: str, outcome: str) -> None:
+    def release(self, job_id: str, outcome: str) -> float:
+        """End the job; returns when (where its charges end)."""
         now = time.time()
         self.outcomes[job_id] = outcome
         self.last_seen.pop(job_id, None)
         if self.engine.finish(job_id, now, outcome) is None:
             self.engine.cancel(job_id)
         self._pass()
+        return now
 
     @_locked
     def cancel(self, job_id: str) -> None:

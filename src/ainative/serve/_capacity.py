@@ -214,7 +214,10 @@ class CapacityController:
         gpus, _ = pricing.allocation_of((self.endpoint.resources,) * replicas)
         name = str(getattr(lease, "job_id", "") or f"{self.name}#{len(self.records)}")
         with self._lock:
-            self._open[id(lease)] = rec = LeaseRecord(name, gpus, time.time())
+            # the scheduler's admission time (where the ledger's charge begins), not when this
+            # side learned of it: under a CPU hog that came up to a second later per lease
+            self._open[id(lease)] = rec = LeaseRecord(name, gpus,
+                                                      protocol.held_since(lease, time.time()))
             self.records.append(rec)
 
     def _add_extra(self, lease: protocol.Lease) -> None:
@@ -229,7 +232,7 @@ class CapacityController:
         with self._lock:
             rec = self._open.pop(id(lease), None)
             if rec is not None:
-                rec.released_s = time.time()
+                rec.released_s = protocol.held_until(lease, time.time())
 
     def _ask(self) -> None:
         """One scale-up request, decided by admission; runs on its own thread."""
