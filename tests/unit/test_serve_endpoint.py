@@ -122,6 +122,41 @@ def test_unbatched_calls_run_one_at_a_time_in_order_and_a_caller_may_give_up():
     assert histogram == {1: 9}
 
 
+def test_a_model_fast_many_times_then_slow_never_holds_the_event_loop():
+    """The loop must stay free while any model call runs, however fast the earlier calls were:
+    it answers 504 at the deadline and sheds meanwhile. (Running sub-ms models on the loop
+    itself, as Serve's handler does, once measured at parity with Serve's p99 and broke this.)"""
+    def call(items):
+        if items[0] == "slow":
+            time.sleep(0.3)
+        return [("ok", items[0])]
+
+    async def main():
+        b = _batcher(call, size=1, wait_ms=0.0)
+        for i in range(100):                                   # sub-millisecond, many times
+            await b.submit(i)
+        ticks = []
+
+        async def ticker():
+            while True:
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.01)
+
+        tick = asyncio.get_running_loop().create_task(ticker())
+        started = time.monotonic()
+        with pytest.raises(asyncio.TimeoutError):               # the edge's deadline, on time
+            await asyncio.wait_for(b.submit("slow"), 0.1)
+        gave_up = time.monotonic() - started
+        await asyncio.sleep(0.3)
+        tick.cancel()
+        return gave_up, ticks
+
+    gave_up, ticks = asyncio.run(main())
+    assert gave_up < 0.25, f"the deadline fired after {gave_up:.2f}s: the call held the loop"
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert max(gaps) < 0.2, f"the loop stalled {max(gaps):.2f}s during a model call"
+
+
 def test_a_cancelled_batch_loop_answers_the_batch_it_held():
     def call(items):
         time.sleep(0.2)
