@@ -210,7 +210,7 @@ class SchedulerLease:
         self.released_s: float | None = None
         """When the scheduler took the release (where the job's charges end)."""
         self._body = dict(body or {"job_id": job_id})
-        self._body.setdefault("start_s", time.time())
+        self._body.setdefault("start_s", time.time() if admitted_s is None else admitted_s)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True,
                                         name=f"ainative-lease-{job_id}")
