@@ -117,13 +117,6 @@ def after(gpus: Sequence[float], need: float, take: tuple[int, ...]) -> list[flo
     return out
 
 
-def _delta(x: float) -> float:
-    """A growth of fragmentation rounded to 1e-9 GPU: two placements whose growths differ only by
-    floating-point error (sums of the mix's shares in another order) tie, and the tie-breaker
-    decides, not the rounding noise."""
-    return round(x, 9) + 0.0
-
-
 def score(placement: str, gpus: Sequence[float], need: float, take: tuple[int, ...],
           mix: RequestMix | None = None) -> tuple[float, float]:
     """Lower is better: the key by which ``placement`` ranks taking GPUs ``take`` on this node."""
@@ -135,7 +128,7 @@ def score(placement: str, gpus: Sequence[float], need: float, take: tuple[int, .
     if placement == "fgd":
         if mix is None or not mix:
             mix = RequestMix({need: 1.0})
-        return (_delta(node_fragmentation(left, mix) - node_fragmentation(gpus, mix)), node_left)
+        return (node_fragmentation(left, mix) - node_fragmentation(gpus, mix), node_left)
     if placement == "packed":
         whole_left = sum(1 for f in left if f >= 1.0 - _EPS)
         return (float(whole_left), gpu_left) if need >= 1.0 - _EPS else (gpu_left, float(whole_left))
@@ -367,7 +360,7 @@ def score_of(placement: str, node: Node, d: Demand, take: tuple[int, ...], mix: 
     if placement == "packed":
         return score("packed", gpus, d.gpus, take)
     mix = mix if mix is not None else TaskMix([d])
-    return (_delta(mix.node_fragmentation(after_of(node, d, take)) - mix.node_fragmentation(node)), fit)
+    return (mix.node_fragmentation(after_of(node, d, take)) - mix.node_fragmentation(node), fit)
 
 
 def best_of(placement: str, node: Node, d: Demand, mix: TaskMix | None,
