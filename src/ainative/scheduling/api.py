@@ -244,7 +244,8 @@ class SchedulerLease:
             self._released = True
             self._stop.set()
             ended = _call(self.actor, "release", self.job_id, outcome)
-            self.released_s = float(ended) if isinstance(ended, (int, float)) else time.time()
+            # None from a scheduler that does not tell: protocol.held_until falls back then
+            self.released_s = float(ended) if isinstance(ended, (int, float)) else None
 
 
 class SchedulerAdmission:
