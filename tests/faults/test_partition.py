@@ -157,7 +157,12 @@ def test_trainjob_survives_a_partitioned_node_from_its_last_checkpoint(netns_clu
     assert len(running) == 2 and running[1].get("standby_workers_adopted") == 1, running
 
 
+# Ray's own health check for this one (``{}``: its defaults, a node dead after ~15 s of missed
+# checks). The suite's FAST_FAILURE_CONFIG declares a node dead after two 1.5 s checks missed in a
+# row, which a 400 ms round trip with 5% loss each way misses now and then on a busy machine
+# (a busy fresh-clone run lost the slowed node that way): that tests Ray's detector, not ours.
 @pytest.mark.timeout(180)
+@pytest.mark.parametrize("netns_cluster", [{"system_config": {}}], indirect=True)
 def test_slow_lossy_link_does_not_trip_the_hang_detector(netns_cluster, tmp_path, monkeypatch):
     monkeypatch.setenv("AINATIVE_EVENTS_DIR", str(tmp_path / "events"))
     cluster = netns_cluster
