@@ -126,3 +126,19 @@ def test_enable_validates_before_starting_anything(tmp_path):
     finally:
         guard.shutdown()
     assert isinstance(protocol.admission_for("q"), protocol.ImmediateAdmission)
+
+
+def test_the_guarded_lease_passes_on_when_the_scheduler_admitted_and_released_it(tmp_path):
+    # The endpoint's and the gang's lease records take these times (protocol.held_since /
+    # held_until): a guarded lease that hid them put the records on the caller's clock.
+    _, meter = setup(tmp_path)
+    inner = FakeInner()
+    inner.admitted_s = 1_795_000_010.5
+    lease = _admission.GuardedAdmission(meter, inner).admit(request())
+    assert protocol.held_since(lease, fallback_s=0.0) == 1_795_000_010.5
+    assert protocol.held_until(lease, fallback_s=-1.0) == -1.0        # not released yet
+    inner.released_s = 1_795_000_070.25
+    lease.release("succeeded")
+    assert protocol.held_until(lease, fallback_s=-1.0) == 1_795_000_070.25
+    plain = _admission.GuardedAdmission(meter, FakeInner()).admit(request("k"))
+    assert protocol.held_since(plain, fallback_s=3.0) == 3.0          # an inner lease that does not say

@@ -84,6 +84,17 @@ class GuardedLease:
         self.decisions: list[g.Decision] = []
         self._released = False
 
+    @property
+    def admitted_s(self) -> float | None:
+        """The inner lease's admission time on the admitting side's clock, where the ledger's
+        charge begins (``protocol.held_since``); None when the inner lease does not say."""
+        return getattr(self.inner, "admitted_s", None)
+
+    @property
+    def released_s(self) -> float | None:
+        """When the inner lease's release took effect there (``protocol.held_until``)."""
+        return getattr(self.inner, "released_s", None)
+
     def poll(self, usage: protocol.Usage | None = None) -> protocol.StopRequest | None:
         stop = self.inner.poll(usage)
         utilization = usage.accelerator_utilization if usage is not None else None
