@@ -40,7 +40,15 @@ repetition; medians over repetitions.
 
     flock /tmp/ainative-ray.lock flock /tmp/ainative-bench.lock \\
         .venv/bin/python benchmarks/serve_autoscaling.py [--quick] [--scenario unbatchable] \\
-        [--out NAME.json]
+        [--serve-mode throughput] [--out NAME.json]
+
+``--serve-mode throughput`` runs the whole cluster, so every system alike, in the mode Ray's docs
+give for high-throughput, low-latency Serve ("Enable High Throughput on Ray Serve with KubeRay",
+Ray 2.55+): ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` (user code and the router on the replica's own
+event loop, gRPC between deployments, direct ingress: the ingress replica serves HTTP itself, no
+proxy, and GC frozen after start-up). The same page's ``RAY_SERVE_ENABLE_HA_PROXY=1`` is not used:
+it needs an HAProxy binary and binds replicas to every interface, and this project serves on
+127.0.0.1 only. The JSON records the Serve flags each run had.
 """
 
 from __future__ import annotations
@@ -410,7 +418,14 @@ def main() -> None:
                         help="run only these scenarios (repeatable); default all")
     parser.add_argument("--out", help="results file name under benchmarks/results/ (default "
                                       "serve_autoscaling[_quick].json)")
+    parser.add_argument("--serve-mode", choices=("default", "throughput"), default="default",
+                        help="throughput: the cluster in Serve's throughput-optimized mode "
+                             "(RAY_SERVE_THROUGHPUT_OPTIMIZED=1), every system alike")
     args = parser.parse_args()
+    if args.serve_mode == "throughput" and os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") != "1":
+        # Serve reads its flags at import, in this driver too: start again with the mode set.
+        os.execve(sys.executable, [sys.executable, *sys.argv],
+                  {**os.environ, "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"})
     phases = (5.0, 15.0, 8.0) if args.quick else (20.0, 60.0, 30.0)
     kinds = args.scenario or list(SCENARIOS)
     load_before = os.getloadavg()[0]
@@ -448,6 +463,7 @@ def report(args: argparse.Namespace, kinds: list[str], phases: tuple[float, floa
                     "loadavg_1min_before": load_before, "loadavg_1min_after": load_after},
         "versions": {"python": sys.version.split()[0], "ray": ray.__version__,
                      "torch": torch.__version__, "ainative": ai.__version__},
+        "serve_flags": serve_flags(),
         "runs": rows, "summary": {}, "ratios": {}}
     for kind in kinds:
         summary = summarize(rows, kind)
@@ -467,6 +483,18 @@ def report(args: argparse.Namespace, kinds: list[str], phases: tuple[float, floa
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print("wrote", out)
+
+
+def serve_flags() -> dict[str, Any]:
+    """The Serve flags this run had (read where Serve reads them; the cluster was started from
+    this process, so its controller and replicas had the same environment)."""
+    from ray.serve._private import constants
+
+    names = ("RAY_SERVE_THROUGHPUT_OPTIMIZED", "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD",
+             "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP", "RAY_SERVE_USE_GRPC_BY_DEFAULT",
+             "RAY_SERVE_ENABLE_DIRECT_INGRESS", "RAY_SERVE_FREEZE_GC_ON_STARTUP",
+             "RAY_SERVE_ENABLE_HA_PROXY")
+    return {name: getattr(constants, name, None) for name in names}
 
 
 def _f(x: float | None, width: int = 8) -> str:
