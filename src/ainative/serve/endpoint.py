@@ -154,7 +154,7 @@ class Endpoint:
         """
         from ainative.cluster import local as cluster_local
         from ainative.scheduling import placement, protocol
-        from ainative.serve import _capacity, _runtime
+        from ainative.serve import _capacity, _handles, _runtime
 
         if self.auth is not None:
             self.auth.digest()  # ConfigError naming the variable, before anything is started
@@ -177,6 +177,7 @@ class Endpoint:
             port = _runtime.ensure_serve()
             self._refuse_existing()     # deployed by another driver while this one was admitted
             started = True
+            _handles.forget(self.name)
             store = _runtime.start_store(self.name, self.autoscaling.latency_slo_ms)
             _runtime.run(self, self.model, capacity)
             _runtime.wait_running(self.name, store, timeout_s)
@@ -214,16 +215,13 @@ class EndpointHandle:
 
     def predict(self, x: Any, *, timeout_s: float | None = None) -> Any:
         """One request (a JSON-serialisable value) -> its result; EndpointError on failure."""
-        from ray import serve
-
-        from ainative.serve import _edge, _runtime
+        from ainative.serve import _edge, _handles, _runtime
 
         auth = self.endpoint.auth
         token = auth.token() if auth is not None else None
         _runtime.forget_other_clusters()
-        handle = serve.get_app_handle(self.name)
         wait = timeout_s if timeout_s is not None else self.endpoint.request_timeout_s + 5.0
-        status, value = _blocking(lambda: handle.predict.remote(x, token).result(timeout_s=wait))
+        status, value = _handles.call(self.name, "predict", x, token, timeout_s=wait)
         if status != "ok":
             code = _edge.HTTP_STATUS[status]
             raise errors.EndpointError(f"endpoint {self.name!r} answered {code} ({status}): "
@@ -292,8 +290,9 @@ _CONTROLLERS: dict[str, Any] = {}
 
 def _delete(name: str, outcome: str) -> None:
     from ainative import events
-    from ainative.serve import _runtime
+    from ainative.serve import _handles, _runtime
 
+    _handles.forget(name)
     try:
         _runtime.teardown(name)
     finally:
@@ -307,21 +306,6 @@ def _delete(name: str, outcome: str) -> None:
 def _stopper(name: str) -> Callable[[str], None]:
     """What the capacity controller calls when admission stops the whole endpoint."""
     return lambda outcome: _delete(name, outcome)
-
-
-def _blocking(call: Callable[[], Any]) -> Any:
-    """Run a blocking Serve call; from inside a running event loop (Jupyter, async apps) Serve
-    refuses sync calls, so run it on a helper thread there."""
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return call()
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(call).result()
 
 
 def _check_model(model: Any) -> None:
