@@ -31,7 +31,9 @@ The Serve peers' batch handler calls the device *blocking* (time.sleep in the ha
 model on a GPU is called): with an awaited device Serve forms each next batch while the previous
 one runs, so batches stay at what arrives within batch_wait_timeout_s and throughput collapses
 (benchmarks/serve_batch_probe.py measures that). Reported per system: failed requests (not 200,
-shed excluded), shed (503 "shed"), p50/p99 over requests sent during the burst, time from the
+shed excluded), shed (503 "shed"), p50/p99 over requests sent during the burst (and the p99
+over its settled part, sent SETTLE_S or more after its start, and when the slowest 1 % of the
+burst's requests were sent: the first seconds' queue or the steady state), time from the
 burst's start to the first replica added (Serve's controller starts it: the scale-up request),
 the cold start of that replica (until Serve reports it RUNNING, i.e. its constructor and the
 model's load done and the router may send it requests; polled every 0.2 s), replica-seconds of
@@ -40,7 +42,7 @@ repetition; medians over repetitions.
 
     flock /tmp/ainative-ray.lock flock /tmp/ainative-bench.lock \\
         .venv/bin/python benchmarks/serve_autoscaling.py [--quick] [--scenario unbatchable] \\
-        [--serve-mode throughput] [--out NAME.json]
+        [--serve-mode throughput] [--system ainative --system serve-tuned] [--out NAME.json]
 
 ``--serve-mode throughput`` runs the whole cluster, so every system alike, in the mode Ray's docs
 give for high-throughput, low-latency Serve ("Enable High Throughput on Ray Serve with KubeRay",
@@ -75,6 +77,7 @@ import ainative as ai
 MIN_REPLICAS, MAX_REPLICAS, REPLICA_CPUS = 1, 4, 0.5
 MAX_BATCH, MAX_WAIT_MS = 16, 5.0
 CLIENT_TIMEOUT_S = 15.0
+SETTLE_S = 10.0     # the burst's "settled" part starts this long after its start
 SLO_MS = 500.0
 # scenario -> (a_ms, b_ms, batchable, idle_rps, burst_rps)
 SCENARIOS: dict[str, tuple[float, float, bool, float, float]] = {
@@ -365,18 +368,26 @@ def run_one(system: System, kind: str, port: int, phases: tuple[float, float, fl
     shed = [r for r in results if r[1] == 503 and r[3] == "shed"]
     ok = [ms for _, code, ms, _ in results if code == 200]
     in_burst = [ms for at, code, ms, _ in results if code == 200 and lo <= at < hi]
+    # where the burst's tail comes from: its first seconds (the queue before replicas are added)
+    # or its steady part (routing, per-request overhead)
+    settled = [ms for at, code, ms, _ in results if code == 200 and lo + SETTLE_S <= at < hi]
+    slowest = sorted(((ms, at - lo) for at, code, ms, _ in results
+                      if code == 200 and lo <= at < hi), reverse=True)[:max(1, len(in_burst) // 100)]
     first_up, first_ready = meter.first_up_s, meter.first_ready_s
     return {"system": system.label, "kind": kind, "requests": len(results), "ok": len(ok),
             "shed": len(shed), "failed": len(results) - len(ok) - len(shed),
             "p50_ms": pct(ok, 50), "p99_ms": pct(ok, 99), "burst_p50_ms": pct(in_burst, 50),
-            "burst_p99_ms": pct(in_burst, 99), "throughput_rps": len(ok) / wall, "wall_s": wall,
+            "burst_p99_ms": pct(in_burst, 99), "settled_burst_p99_ms": pct(settled, 99),
+            "slowest_1pct_sent_after_burst_start_s": [pct([at for _, at in slowest], p)
+                                                      for p in (10, 50, 90)],
+            "throughput_rps": len(ok) / wall, "wall_s": wall,
             "first_scale_up_after_burst_s": None if first_up is None else first_up - lo,
             "cold_start_s": None if first_up is None or first_ready is None
             else first_ready - first_up,
             "replica_seconds": meter.seconds, "peak_replicas": meter.peak}
 
 
-KEYS = ("burst_p50_ms", "burst_p99_ms", "p99_ms", "failed", "shed",
+KEYS = ("burst_p50_ms", "burst_p99_ms", "settled_burst_p99_ms", "p99_ms", "failed", "shed",
         "first_scale_up_after_burst_s", "cold_start_s", "replica_seconds", "peak_replicas",
         "throughput_rps")
 
@@ -421,6 +432,8 @@ def main() -> None:
     parser.add_argument("--serve-mode", choices=("default", "throughput"), default="default",
                         help="throughput: the cluster in Serve's throughput-optimized mode "
                              "(RAY_SERVE_THROUGHPUT_OPTIMIZED=1), every system alike")
+    parser.add_argument("--system", action="append", dest="systems",
+                        help="run only these systems (repeatable, by label); default all")
     args = parser.parse_args()
     if args.serve_mode == "throughput" and os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") != "1":
         # Serve reads its flags at import, in this driver too: start again with the mode set.
@@ -435,7 +448,7 @@ def main() -> None:
     port = _runtime.ensure_serve()
     rows: list[dict[str, Any]] = []
     for kind in kinds:
-        systems = systems_for(kind)
+        systems = [s for s in systems_for(kind) if not args.systems or s.label in args.systems]
         for rep in range(args.reps):
             shift = rep % len(systems)
             for system in systems[shift:] + systems[:shift]:   # alternate who goes first
@@ -454,6 +467,7 @@ def report(args: argparse.Namespace, kinds: list[str], phases: tuple[float, floa
 
     result: dict[str, Any] = {
         "benchmark": "serve_autoscaling", "quick": args.quick, "reps": args.reps,
+        "systems_run": args.systems or "all",
         "phases_s": phases, "client_timeout_s": CLIENT_TIMEOUT_S, "slo_ms": SLO_MS,
         "scenarios": {k: dict(zip(("a_ms", "b_ms", "batchable", "idle_rps", "burst_rps"),
                                   SCENARIOS[k])) for k in kinds},
