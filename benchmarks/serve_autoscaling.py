@@ -243,17 +243,22 @@ class Ours(System):
         self.handle.delete()
 
 
-def systems_for(kind: str) -> list[System]:
+def systems_for(kind: str, wanted: list[str] | None = None) -> list[System]:
+    """The scenario's systems, or those of ``wanted`` (labels; ``ainative-fast`` may be asked
+    for in every scenario, by default it runs in the torch one only)."""
     out: list[System] = [Peer("serve-default", "peer-default", batched=False, tuned=False),
                          Peer("serve-tuned", "peer-tuned", batched=True, tuned=True)]
     if SCENARIOS[kind][2]:
         out.append(Peer("serve-batch", "peer-batch", batched=True, tuned=False))
     out += [Ours("ainative", "ainative-ep", slo=False)]
+    fast = Ours("ainative-fast", "ainative-fast", slo=False, fast_path=True)
     if kind == "torch":
-        out.append(Ours("ainative-fast", "ainative-fast", slo=False, fast_path=True))
+        out.append(fast)
     else:
         out.append(Ours("ainative-slo", "ainative-slo", slo=True))
-    return out
+        if wanted and "ainative-fast" in wanted:
+            out.append(fast)
+    return [s for s in out if not wanted or s.label in wanted]
 
 
 # ---- load -----------------------------------------------------------------------------------
@@ -448,7 +453,7 @@ def main() -> None:
     port = _runtime.ensure_serve()
     rows: list[dict[str, Any]] = []
     for kind in kinds:
-        systems = [s for s in systems_for(kind) if not args.systems or s.label in args.systems]
+        systems = systems_for(kind, args.systems)
         for rep in range(args.reps):
             shift = rep % len(systems)
             for system in systems[shift:] + systems[:shift]:   # alternate who goes first
@@ -471,7 +476,8 @@ def report(args: argparse.Namespace, kinds: list[str], phases: tuple[float, floa
         "phases_s": phases, "client_timeout_s": CLIENT_TIMEOUT_S, "slo_ms": SLO_MS,
         "scenarios": {k: dict(zip(("a_ms", "b_ms", "batchable", "idle_rps", "burst_rps"),
                                   SCENARIOS[k])) for k in kinds},
-        "settings": {k: {s.label: s.settings(k) for s in systems_for(k)} for k in kinds},
+        "settings": {k: {s.label: s.settings(k) for s in systems_for(k, args.systems)}
+                     for k in kinds},
         "machine": {"cores": os.cpu_count(), "memory_bytes": os.sysconf("SC_PAGE_SIZE")
                     * os.sysconf("SC_PHYS_PAGES"), "gpu": "none", "platform": platform.platform(),
                     "loadavg_1min_before": load_before, "loadavg_1min_after": load_after},
