@@ -321,6 +321,12 @@ def shed(slo_ms: float, in_flight: int, measured_rps: float, capacity_rps: float
     return Shed(predicted_ms, max(1, min(60, math.ceil((predicted_ms - slo_ms) / 1000.0))))
 
 
+def max_ongoing_requests(max_batch_size: int, target_concurrency: float) -> int:
+    """Requests in flight one replica accepts (Serve's ``max_ongoing_requests``): enough to fill
+    its batches; past that Serve's router holds requests back (and the edge counts them)."""
+    return max(4 * max_batch_size, math.ceil(4 * target_concurrency), 16)
+
+
 def serve_autoscaling_config(config: AutoscalingConfig, policy_function: object, *,
                              policy_kwargs: dict[str, object] | None = None,
                              initial_replicas: int | None = None) -> dict[str, object]:

@@ -9,7 +9,6 @@ own configuration instead.
 from __future__ import annotations
 
 import logging
-import math
 import socket
 import time
 import warnings
@@ -169,9 +168,8 @@ def build_app(endpoint: Any, model: Any, capacity: tuple[str, int] | None = None
             "request_timeout_s": endpoint.request_timeout_s,
             "auth_digest": endpoint.auth.digest() if endpoint.auth is not None else None,
             "board_name": capacity[0] if capacity is not None else None}
-    # Enough in flight per replica to fill batches; past that the router queues (and counts).
-    max_batch = batching.max_batch_size if batching else 1
-    max_ongoing = max(4 * max_batch, math.ceil(4 * auto.target_concurrency), 16)
+    max_ongoing = autoscaling.max_ongoing_requests(batching.max_batch_size if batching else 1,
+                                                   auto.target_concurrency)
     body = _fastpath.FastReplica if endpoint.fast_path else _replica.ModelReplica
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # metrics_interval_s is deprecated

@@ -19,7 +19,6 @@ they are visible and reviewable in the manifest; a test checks they equal what
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -90,8 +89,9 @@ def serve_autoscaling(config: Any) -> dict[str, Any]:
 
 def max_ongoing_requests(endpoint: Any) -> int:
     """Enough in flight per replica to fill batches (as ``build_app`` sets it)."""
-    max_batch = endpoint.batching.max_batch_size if endpoint.batching else 1
-    return max(4 * max_batch, math.ceil(4 * endpoint.autoscaling.target_concurrency), 16)
+    return autoscaling.max_ongoing_requests(
+        endpoint.batching.max_batch_size if endpoint.batching else 1,
+        endpoint.autoscaling.target_concurrency)
 
 
 def deployments(endpoint: Any) -> list[dict[str, Any]]:
