@@ -213,3 +213,14 @@ def test_slow_model_is_504_at_the_request_timeout(endpoint):
     assert answer.status_code == 504 and len(answer.json()["error_id"]) == 12
     assert elapsed < TIMEOUT_S + 0.9, f"answered after {elapsed:.2f}s"
     assert_serving(endpoint)
+
+
+def test_handle_caller_gives_up_at_its_own_timeout(endpoint):
+    # predict(timeout_s=...) bounds the caller's wait below the endpoint's request timeout; the
+    # abandoned request does not stop the next one from being answered.
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        endpoint.predict({"sleep": TIMEOUT_S - 0.5}, timeout_s=0.3)
+    elapsed = time.monotonic() - started
+    assert elapsed < TIMEOUT_S - 0.5, f"gave up after {elapsed:.2f}s"
+    assert endpoint.predict(21) == 42

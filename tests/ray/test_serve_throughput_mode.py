@@ -2,10 +2,10 @@
 
 Serve reads the mode when it is imported, in the driver as in every Ray process, so the test runs a
 driver of its own with the variable set and its own embedded Ray: plain synchronous code, code
-inside a running event loop (a notebook, an async app), several threads at once, a model error,
-and a redeploy of the same name on the other path must all answer through ``predict``. Without
-ainative's own loop for handle calls the first of them fails with Serve's "No event loop
-running" error.
+inside a running event loop (a notebook, an async app), several threads at once, a caller's own
+timeout, a model error, and a redeploy of the same name on the other path must all answer through
+``predict``. Without ainative's own loop for handle calls the first of them fails with Serve's
+"No event loop running" error.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 DRIVER = textwrap.dedent("""
-    import asyncio, json, threading
+    import asyncio, json, threading, time
     import ainative as ai
     from ainative import errors
     from ray.serve._private import constants
@@ -30,6 +30,9 @@ DRIVER = textwrap.dedent("""
         def double(x):
             if x == "raise":
                 raise RuntimeError("boom")
+            if x == "slow":
+                time.sleep(1.5)
+                return "slept"
             return x * 2
         return double
 
@@ -50,6 +53,11 @@ DRIVER = textwrap.dedent("""
     for t in threads:
         t.join(60)
     out["threads"] = [answers.get(i) for i in range(6)]
+    try:
+        handle.predict("slow", timeout_s=0.3)
+        out["gave_up"] = False
+    except TimeoutError:
+        out["gave_up"] = True
     try:
         handle.predict("raise")
         out["error"] = None
@@ -76,5 +84,6 @@ def test_predict_works_in_serves_throughput_optimized_mode(tmp_path):
     assert result["sync"] == 8
     assert result["in_loop"] == 10
     assert result["threads"] == [0, 2, 4, 6, 8, 10]
+    assert result["gave_up"], "predict(timeout_s=0.3) did not raise TimeoutError"
     assert result["error"] == 500
     assert result["redeployed_fast_path"] == 12

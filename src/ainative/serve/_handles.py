@@ -31,9 +31,14 @@ def _loop() -> asyncio.AbstractEventLoop:
         return _LOOP[0]
 
 
+# Looking the app up (a blocking call to Serve's controller, once per endpoint) may take this
+# long on top of the request's own timeout before the caller gives up on the loop.
+LOOKUP_GRACE_S = 60.0
+
+
 def call(name: str, method: str, *args: Any, timeout_s: float) -> Any:
     """``await handle.<method>.remote(*args)`` on the endpoint's app, from any thread; raises
-    TimeoutError after ``timeout_s`` (the request is then cancelled)."""
+    TimeoutError after ``timeout_s`` and asks Serve to cancel the request."""
     import ray
 
     cluster = ray.get_runtime_context().gcs_address
@@ -45,9 +50,19 @@ def call(name: str, method: str, *args: Any, timeout_s: float) -> Any:
         handle = _HANDLES.get(key)
         if handle is None:
             handle = _HANDLES[key] = serve.get_app_handle(name)
-        return await asyncio.wait_for(getattr(handle, method).remote(*args), timeout_s)
+        response = getattr(handle, method).remote(*args)
+        try:
+            return await asyncio.wait_for(_result(response), timeout_s)
+        except TimeoutError:
+            response.cancel()
+            raise
 
-    return asyncio.run_coroutine_threadsafe(ask(), _loop()).result()
+    future = asyncio.run_coroutine_threadsafe(ask(), _loop())
+    return future.result(timeout=timeout_s + LOOKUP_GRACE_S)
+
+
+async def _result(response: Any) -> Any:
+    return await response
 
 
 def forget(name: str) -> None:
