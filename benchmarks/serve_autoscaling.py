@@ -47,10 +47,11 @@ repetition; medians over repetitions.
 ``--serve-mode throughput`` runs the whole cluster, so every system alike, in the mode Ray's docs
 give for high-throughput, low-latency Serve ("Enable High Throughput on Ray Serve with KubeRay",
 Ray 2.55+): ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` (user code and the router on the replica's own
-event loop, gRPC between deployments, direct ingress: the ingress replica serves HTTP itself, no
-proxy, and GC frozen after start-up). The same page's ``RAY_SERVE_ENABLE_HA_PROXY=1`` is not used:
-it needs an HAProxy binary and binds replicas to every interface, and this project serves on
-127.0.0.1 only. The JSON records the Serve flags each run had.
+event loop, gRPC between deployments, direct ingress: each ingress replica also listens on an
+HTTP port of its own, and GC frozen after start-up). The same page's ``RAY_SERVE_ENABLE_HA_PROXY=1``
+(HAProxy in front of those ports) is not used: it needs an HAProxy binary and binds replicas to
+every interface, and this project serves on 127.0.0.1 only; the load goes to Serve's HTTP port,
+for every system alike. The JSON records the Serve flags each run had.
 """
 
 from __future__ import annotations
