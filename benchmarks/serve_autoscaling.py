@@ -24,8 +24,9 @@ Every replica asks for 0.5 CPU, min 1 / max 4 replicas. Systems (every setting s
   ainative        Endpoint(resources 0.5 CPU, AutoscalingConfig(1, 4) defaults; batchable:
                   BatchingConfig(16, 5 ms), target_concurrency 16)
   ainative-slo    the same with latency_slo_ms 500 and shed_over_slo=True (503 + Retry-After)
-  ainative-fast   (torch only) the same as ainative with fast_path=True: Serve's proxy calls the
-                  model replica directly, no ingress hop
+  ainative-fast   the same as ainative with fast_path=True: Serve's proxy calls the model
+                  replica directly, no ingress hop (by default in the torch scenario only;
+                  ``--system ainative-fast`` in any)
 
 The Serve peers' batch handler calls the device *blocking* (time.sleep in the handler, as a torch
 model on a GPU is called): with an awaited device Serve forms each next batch while the previous
@@ -42,7 +43,7 @@ repetition; medians over repetitions.
 
     flock /tmp/ainative-ray.lock flock /tmp/ainative-bench.lock \\
         .venv/bin/python benchmarks/serve_autoscaling.py [--quick] [--scenario unbatchable] \\
-        [--serve-mode throughput] [--system ainative --system serve-tuned] [--out NAME.json]
+        [--serve-mode throughput] [--system ainative --system serve-tuned@default] [--out NAME.json]
 
 ``--serve-mode throughput`` runs the whole cluster, so every system alike, in the mode Ray's docs
 give for high-throughput, low-latency Serve ("Enable High Throughput on Ray Serve with KubeRay",
@@ -52,6 +53,11 @@ HTTP port of its own, and GC frozen after start-up). The same page's ``RAY_SERVE
 (HAProxy in front of those ports) is not used: it needs an HAProxy binary and binds replicas to
 every interface, and this project serves on 127.0.0.1 only; the load goes to Serve's HTTP port,
 for every system alike. The JSON records the Serve flags each run had.
+
+``--system LABEL@MODE`` (e.g. ``--system serve-batch@default --system ainative-fast@throughput``)
+runs each system in the Serve mode where it does best, still in one run: since the mode is
+cluster-wide, each repetition of each system then runs in a child process with a Ray cluster of
+its own started in that mode (systems still alternate); each row records its mode and flags.
 """
 
 from __future__ import annotations
@@ -433,14 +439,21 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS),
                         help="run only these scenarios (repeatable); default all")
-    parser.add_argument("--out", help="results file name under benchmarks/results/ (default "
+    parser.add_argument("--out", help="results file name under benchmarks/results/, or an "
+                                      "absolute path (default "
                                       "serve_autoscaling[_quick].json)")
     parser.add_argument("--serve-mode", choices=("default", "throughput"), default="default",
                         help="throughput: the cluster in Serve's throughput-optimized mode "
                              "(RAY_SERVE_THROUGHPUT_OPTIMIZED=1), every system alike")
     parser.add_argument("--system", action="append", dest="systems",
-                        help="run only these systems (repeatable, by label); default all")
+                        help="run only these systems (repeatable, by label); LABEL@MODE runs "
+                             "that system in Serve mode MODE (default or throughput), each "
+                             "system and repetition then in a Ray cluster of its own")
     args = parser.parse_args()
+    modes = system_modes(args)
+    if modes:
+        orchestrate(args, modes)
+        return
     if args.serve_mode == "throughput" and os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") != "1":
         # Serve reads its flags at import, in this driver too: start again with the mode set.
         os.execve(sys.executable, [sys.executable, *sys.argv],
@@ -467,8 +480,56 @@ def main() -> None:
     report(args, kinds, phases, rows, load_before, load_after)
 
 
+def system_modes(args: argparse.Namespace) -> dict[str, str]:
+    """``{label: mode}`` when some ``--system`` names its Serve mode (``LABEL@MODE``), else {}.
+    Strips the modes from ``args.systems``; a system without one runs in ``--serve-mode``."""
+    if not args.systems or not any("@" in s for s in args.systems):
+        return {}
+    modes: dict[str, str] = {}
+    for spec in args.systems:
+        label, _, mode = spec.partition("@")
+        mode = mode or args.serve_mode
+        if mode not in ("default", "throughput"):
+            raise SystemExit(f"--system {spec}: the mode after @ is 'default' or 'throughput'")
+        modes[label] = mode
+    args.systems = list(modes)
+    return modes
+
+
+def orchestrate(args: argparse.Namespace, modes: dict[str, str]) -> None:
+    """Each system in the Serve mode it was given: Serve's throughput-optimized mode is
+    cluster-wide and read at import, so every (repetition, system) runs in a child process with
+    a Ray cluster of its own, started in that mode; systems alternate as in one cluster."""
+    import subprocess
+    import tempfile
+
+    phases = (5.0, 15.0, 8.0) if args.quick else (20.0, 60.0, 30.0)
+    kinds = args.scenario or list(SCENARIOS)
+    load_before = os.getloadavg()[0]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_SERVE_THROUGHPUT_OPTIMIZED"}
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in kinds:
+            labels = [s.label for s in systems_for(kind, args.systems)]
+            for rep in range(args.reps):
+                shift = rep % len(labels)
+                for label in labels[shift:] + labels[:shift]:
+                    out = Path(tmp) / f"{kind}-{label}-{rep}.json"
+                    cmd = [sys.executable, __file__, "--scenario", kind, "--system", label,
+                           "--reps", "1", "--serve-mode", modes[label], "--out", str(out)]
+                    subprocess.run(cmd + (["--quick"] if args.quick else []), env=env,
+                                   check=True, stdout=subprocess.DEVNULL)
+                    child = json.loads(out.read_text())
+                    row = {**child["runs"][0], "rep": rep, "serve_mode": modes[label],
+                           "serve_flags": child["serve_flags"]}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    report(args, kinds, phases, rows, load_before, os.getloadavg()[0], modes)
+
+
 def report(args: argparse.Namespace, kinds: list[str], phases: tuple[float, float, float],
-           rows: list[dict[str, Any]], load_before: float, load_after: float) -> None:
+           rows: list[dict[str, Any]], load_before: float, load_after: float,
+           modes: dict[str, str] | None = None) -> None:
     import torch
 
     result: dict[str, Any] = {
@@ -484,7 +545,9 @@ def report(args: argparse.Namespace, kinds: list[str], phases: tuple[float, floa
                     "loadavg_1min_before": load_before, "loadavg_1min_after": load_after},
         "versions": {"python": sys.version.split()[0], "ray": ray.__version__,
                      "torch": torch.__version__, "ainative": ai.__version__},
-        "serve_flags": serve_flags(),
+        # one cluster for all, or (modes) each system's run in its own cluster: see the rows
+        "serve_flags": serve_flags() if modes is None else "per run, in each row",
+        "serve_mode": args.serve_mode if modes is None else modes,
         "runs": rows, "summary": {}, "ratios": {}}
     for kind in kinds:
         summary = summarize(rows, kind)
