@@ -13,6 +13,7 @@ loop and dropped when the endpoint is deployed or deleted.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from typing import Any
 
@@ -53,12 +54,19 @@ def call(name: str, method: str, *args: Any, timeout_s: float) -> Any:
         response = getattr(handle, method).remote(*args)
         try:
             return await asyncio.wait_for(_result(response), timeout_s)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             response.cancel()
-            raise
+            raise TimeoutError(f"endpoint {name!r} did not answer within {timeout_s} s") from None
 
     future = asyncio.run_coroutine_threadsafe(ask(), _loop())
-    return future.result(timeout=timeout_s + LOOKUP_GRACE_S)
+    try:
+        return future.result(timeout=timeout_s + LOOKUP_GRACE_S)
+    except concurrent.futures.TimeoutError:  # likewise (and since 3.11 also ask()'s own)
+        if future.done():  # ask() ended (its own TimeoutError included) as we gave up
+            return future.result()
+        future.cancel()  # the loop itself is stuck (the lookup, or another call)
+        raise TimeoutError(f"endpoint {name!r}: no answer from the call loop within "
+                           f"{timeout_s + LOOKUP_GRACE_S} s") from None
 
 
 async def _result(response: Any) -> Any:

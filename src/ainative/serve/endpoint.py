@@ -214,7 +214,9 @@ class EndpointHandle:
         return f"EndpointHandle(name={self.name!r}, url={self.url!r})"
 
     def predict(self, x: Any, *, timeout_s: float | None = None) -> Any:
-        """One request (a JSON-serialisable value) -> its result; EndpointError on failure."""
+        """One request (a JSON-serialisable value) -> its result; EndpointError on failure.
+        Past ``timeout_s`` (default: the endpoint's ``request_timeout_s`` + 5 s) it raises
+        ``TimeoutError`` (the builtin, on every Python version) and asks Serve to cancel it."""
         from ainative.serve import _edge, _handles, _runtime
 
         auth = self.endpoint.auth
