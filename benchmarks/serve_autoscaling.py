@@ -458,8 +458,7 @@ def main() -> None:
         # Serve reads its flags at import, in this driver too: start again with the mode set.
         os.execve(sys.executable, [sys.executable, *sys.argv],
                   {**os.environ, "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"})
-    phases = (5.0, 15.0, 8.0) if args.quick else (20.0, 60.0, 30.0)
-    kinds = args.scenario or list(SCENARIOS)
+    phases, kinds = plan(args)
     load_before = os.getloadavg()[0]
     ai.connect(num_cpus=4, include_dashboard=False)
     from ainative.serve import _runtime
@@ -469,8 +468,7 @@ def main() -> None:
     for kind in kinds:
         systems = systems_for(kind, args.systems)
         for rep in range(args.reps):
-            shift = rep % len(systems)
-            for system in systems[shift:] + systems[:shift]:   # alternate who goes first
+            for system in alternated(systems, rep):
                 row = run_one(system, kind, port, phases)
                 row["rep"] = rep
                 rows.append(row)
@@ -478,6 +476,18 @@ def main() -> None:
     load_after = os.getloadavg()[0]
     serve.shutdown()
     report(args, kinds, phases, rows, load_before, load_after)
+
+
+def plan(args: argparse.Namespace) -> tuple[tuple[float, float, float], list[str]]:
+    """The phases (idle, burst, idle seconds) and the scenarios this run covers."""
+    phases = (5.0, 15.0, 8.0) if args.quick else (20.0, 60.0, 30.0)
+    return phases, args.scenario or list(SCENARIOS)
+
+
+def alternated(items: list[Any], rep: int) -> list[Any]:
+    """``items`` rotated by ``rep``: who goes first alternates from repetition to repetition."""
+    shift = rep % len(items)
+    return items[shift:] + items[:shift]
 
 
 def system_modes(args: argparse.Namespace) -> dict[str, str]:
@@ -503,8 +513,7 @@ def orchestrate(args: argparse.Namespace, modes: dict[str, str]) -> None:
     import subprocess
     import tempfile
 
-    phases = (5.0, 15.0, 8.0) if args.quick else (20.0, 60.0, 30.0)
-    kinds = args.scenario or list(SCENARIOS)
+    phases, kinds = plan(args)
     load_before = os.getloadavg()[0]
     env = {k: v for k, v in os.environ.items() if k != "RAY_SERVE_THROUGHPUT_OPTIMIZED"}
     rows: list[dict[str, Any]] = []
@@ -512,8 +521,7 @@ def orchestrate(args: argparse.Namespace, modes: dict[str, str]) -> None:
         for kind in kinds:
             labels = [s.label for s in systems_for(kind, args.systems)]
             for rep in range(args.reps):
-                shift = rep % len(labels)
-                for label in labels[shift:] + labels[:shift]:
+                for label in alternated(labels, rep):
                     out = Path(tmp) / f"{kind}-{label}-{rep}.json"
                     cmd = [sys.executable, __file__, "--scenario", kind, "--system", label,
                            "--reps", "1", "--serve-mode", modes[label], "--out", str(out)]
