@@ -73,6 +73,23 @@ def test_fractional_gpu_resources_become_replica_options():
     assert "accelerator_type:L4" in opts["resources"]
 
 
+DRAIN = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"
+
+
+def test_ingress_replicas_drain_2s_unless_the_environment_says_otherwise(monkeypatch):
+    from ainative.serve import _runtime
+
+    monkeypatch.delenv(DRAIN, raising=False)
+    ep = ai.Endpoint(model_factory, name="m", resources=ai.Resources(cpus=0.5))
+    one_hop = _runtime._replica_options(ep, ingress=True)
+    assert one_hop["runtime_env"]["env_vars"][DRAIN] == "2" and one_hop["num_cpus"] == 0.5
+    assert DRAIN not in _runtime._replica_options(ep).get("runtime_env", {}).get("env_vars", {})
+    assert _runtime.ingress_env() == {DRAIN: "2"} and _runtime.controller_env()[DRAIN] == "2"
+    monkeypatch.setenv(DRAIN, "30")           # a load balancer on the replicas' own ports
+    assert _runtime._replica_options(ep, ingress=True)["runtime_env"]["env_vars"][DRAIN] == "30"
+    assert _runtime.controller_env()[DRAIN] == "30"
+
+
 def _batcher(call, size=4, wait_ms=20.0, slo=None, latency=None):
     cfg = ai.BatchingConfig(max_batch_size=size, max_wait_ms=wait_ms)
     return _replica._Batcher(call, cfg, slo, lambda: latency)

@@ -29,8 +29,18 @@ HEAD_RESOURCE = "node:__internal_head__"   # the ingress and the metrics store l
 # misses; on a saturated node a proxy's process can take longer than that to import, and
 # serve.start() then dies with "ProxyActor ... killed by ray.kill". 30 s each (a variable already
 # set in the environment wins); a stuck proxy is still replaced, only later.
+# In Serve's throughput-optimized mode (direct ingress) an application's ingress replica is held
+# open RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S (30 s) after it is told to stop, so that an
+# external load balancer sending to the replica's own port can deregister it, and the controller
+# waits that long before it force-kills. Nothing outside Serve is pointed at our replicas' ports:
+# requests come through Serve's proxy, which drops a stopping replica as soon as the controller
+# says so, and the drain still waits for every request in flight. 30 s made each delete of an
+# endpoint take 31 s and kept a scaled-down one-hop replica (and its accelerator) for 30 s more.
+# 2 s covers a request already routed when the replica stopped; a variable already set in the
+# environment wins (someone with a load balancer on replica ports).
+DRAIN_ENV_DEFAULTS = {"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
 CONTROLLER_ENV_DEFAULTS = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
-                           "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30"}
+                           "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30", **DRAIN_ENV_DEFAULTS}
 PROXY_START_TIMEOUT_S = 180.0
 PORT_ATTEMPTS = 3      # a free port can be taken before Serve's proxy binds it
 
@@ -105,6 +115,14 @@ def controller_env() -> dict[str, str]:
     return {key: os.environ.get(key, value) for key, value in CONTROLLER_ENV_DEFAULTS.items()}
 
 
+def ingress_env() -> dict[str, str]:
+    """Environment for an application's ingress replicas (the ingress deployment, or the model
+    replicas on the one-hop path): DRAIN_ENV_DEFAULTS unless the caller set them."""
+    import os
+
+    return {key: os.environ.get(key, value) for key, value in DRAIN_ENV_DEFAULTS.items()}
+
+
 def _wait_for_proxy(timeout_s: float) -> None:
     """Wait until Serve reports a healthy HTTP proxy (ServeError after ``timeout_s``)."""
     deadline, last = time.monotonic() + timeout_s, "no proxy yet"
@@ -174,7 +192,8 @@ def build_app(endpoint: Any, model: Any, capacity: tuple[str, int] | None = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # metrics_interval_s is deprecated
         model_dep = serve.deployment(body).options(  # type: ignore[attr-defined]
-            name=f"{endpoint.name}-model", ray_actor_options=_replica_options(endpoint),
+            name=f"{endpoint.name}-model",
+            ray_actor_options=_replica_options(endpoint, ingress=endpoint.fast_path),
             max_ongoing_requests=max_ongoing, autoscaling_config=serve_autoscaling(auto, capacity),
             health_check_period_s=1.0, health_check_timeout_s=10.0,
             graceful_shutdown_wait_loop_s=0.2, graceful_shutdown_timeout_s=30.0)
@@ -185,21 +204,25 @@ def build_app(endpoint: Any, model: Any, capacity: tuple[str, int] | None = None
         # On the head, with the HTTP proxy it answers for: a single ingress on a worker node made
         # that node's partition fail every request, not only the ones in flight there (tests/faults).
         ray_actor_options={"num_cpus": 0, "resources": {HEAD_RESOURCE: 0.001},
-                           "runtime_env": {"env_vars": ROUTER_ENV}},
+                           "runtime_env": {"env_vars": {**ROUTER_ENV, **ingress_env()}}},
         graceful_shutdown_wait_loop_s=0.2)
     return ingress_dep.bind(model_dep.bind(spec), spec)
 
 
-def _replica_options(endpoint: Any) -> dict[str, Any]:
-    """The replica's Ray options; the driver's utilisation probe choice travels with it."""
+def _replica_options(endpoint: Any, ingress: bool = False) -> dict[str, Any]:
+    """The replica's Ray options; the driver's utilisation probe choice travels with it, and the
+    drain setting when the replica is the application's ingress (the one-hop path)."""
     import os
 
     from ainative.cost import probes
 
     options = endpoint.resources.to_ray_options()
+    extra = dict(ingress_env()) if ingress else {}
     probe = os.environ.get(probes.PROBE_ENV)
     if probe:
-        env = dict(options.get("runtime_env", {}).get("env_vars", {}), **{probes.PROBE_ENV: probe})
+        extra[probes.PROBE_ENV] = probe
+    if extra:
+        env = {**options.get("runtime_env", {}).get("env_vars", {}), **extra}
         options["runtime_env"] = {**options.get("runtime_env", {}), "env_vars": env}
     return options
 
