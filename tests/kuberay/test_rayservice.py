@@ -137,6 +137,7 @@ def test_deployments_equal_what_endpoint_deploy_builds(overrides: dict[str, Any]
             else:
                 assert getattr(config, key) == value, key
     assert serve_config.ROUTER_ENV == _runtime.ROUTER_ENV
+    assert serve_config.DRAIN_ENV_DEFAULTS == _runtime.DRAIN_ENV_DEFAULTS
     assert serve_config.HEAD_RESOURCE == _runtime.HEAD_RESOURCE
     # the in-cluster builder rebuilds the same endpoint from the args
     back = kuberay_serve.endpoint_from_args(app["args"])

@@ -92,7 +92,9 @@ def test_the_controller_gets_tolerant_proxy_checks_unless_the_user_set_them(monk
     monkeypatch.setattr(serve, "start", start)
     monkeypatch.setenv("RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S", "45")
     monkeypatch.delenv("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", raising=False)
+    monkeypatch.delenv("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", raising=False)
     _runtime.ensure_serve()
     env = seen["controller_options"]["runtime_env"]["env_vars"]
     assert env == {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
-                   "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "45"}
+                   "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "45",
+                   "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}

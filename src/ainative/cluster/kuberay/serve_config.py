@@ -27,8 +27,17 @@ from ainative.policy import autoscaling
 
 BUILDER = "ainative.kuberay_serve:build"
 POLICY = "ainative.serve._autoscale:EndpointPolicy"
-# Mirrors serve/_runtime.ROUTER_ENV (a test compares them).
+# Mirrors serve/_runtime.ROUTER_ENV and DRAIN_ENV_DEFAULTS (a test compares them).
 ROUTER_ENV = {"RAY_SERVE_ROUTER_RETRY_MAX_BACKOFF_S": "0.05"}
+DRAIN_ENV_DEFAULTS = {"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
+
+
+def ingress_env() -> dict[str, str]:
+    """The drain setting of an application's ingress replicas, as ``serve/_runtime.ingress_env``
+    (a value in the environment that builds the manifest wins)."""
+    import os
+
+    return {key: os.environ.get(key, value) for key, value in DRAIN_ENV_DEFAULTS.items()}
 # Mirrors serve/_runtime.HEAD_RESOURCE: the ingress runs on the head pod, with the HTTP proxy the
 # operator's Service points at (a worker pod's loss then fails only its own replicas' requests).
 HEAD_RESOURCE = "node:__internal_head__"
@@ -95,8 +104,12 @@ def max_ongoing_requests(endpoint: Any) -> int:
 
 
 def deployments(endpoint: Any) -> list[dict[str, Any]]:
+    options = ray_actor_options(endpoint.resources)
+    if getattr(endpoint, "fast_path", False):      # the model replicas are the ingress
+        env = {**options.get("runtime_env", {}).get("env_vars", {}), **ingress_env()}
+        options = {**options, "runtime_env": {**options.get("runtime_env", {}), "env_vars": env}}
     model = {"name": f"{endpoint.name}-model",
-             "ray_actor_options": ray_actor_options(endpoint.resources),
+             "ray_actor_options": options,
              "max_ongoing_requests": max_ongoing_requests(endpoint),
              "autoscaling_config": serve_autoscaling(endpoint.autoscaling),
              "health_check_period_s": 1.0, "health_check_timeout_s": 10.0,
@@ -104,7 +117,8 @@ def deployments(endpoint: Any) -> list[dict[str, Any]]:
     ingress = {"name": f"{endpoint.name}-ingress", "num_replicas": 1,
                "max_ongoing_requests": 4096,
                "ray_actor_options": {"num_cpus": 0, "resources": {HEAD_RESOURCE: 0.001},
-                                     "runtime_env": {"env_vars": dict(ROUTER_ENV)}},
+                                     "runtime_env": {"env_vars": {**ROUTER_ENV,
+                                                                  **ingress_env()}}},
                "graceful_shutdown_wait_loop_s": 0.2}
     if getattr(endpoint, "fast_path", False):
         return [model]      # one hop: the proxy calls the replicas, which make the edge's checks
