@@ -30,6 +30,9 @@ POLICY = "ainative.serve._autoscale:EndpointPolicy"
 # Mirrors serve/_runtime.ROUTER_ENV and DRAIN_ENV_DEFAULTS (a test compares them).
 ROUTER_ENV = {"RAY_SERVE_ROUTER_RETRY_MAX_BACKOFF_S": "0.05"}
 DRAIN_ENV_DEFAULTS = {"RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2"}
+# Mirrors serve/_runtime.HEAD_RESOURCE: the ingress runs on the head pod, with the HTTP proxy the
+# operator's Service points at (a worker pod's loss then fails only its own replicas' requests).
+HEAD_RESOURCE = "node:__internal_head__"
 
 
 def ingress_env() -> dict[str, str]:
@@ -38,9 +41,6 @@ def ingress_env() -> dict[str, str]:
     import os
 
     return {key: os.environ.get(key, value) for key, value in DRAIN_ENV_DEFAULTS.items()}
-# Mirrors serve/_runtime.HEAD_RESOURCE: the ingress runs on the head pod, with the HTTP proxy the
-# operator's Service points at (a worker pod's loss then fails only its own replicas' requests).
-HEAD_RESOURCE = "node:__internal_head__"
 
 
 def is_endpoint(obj: Any) -> bool:
