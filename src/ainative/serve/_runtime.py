@@ -108,19 +108,22 @@ def ensure_serve() -> int:
     return int(client.http_config.port)
 
 
-def controller_env() -> dict[str, str]:
-    """Environment for Serve's controller: CONTROLLER_ENV_DEFAULTS unless the caller set them."""
+def _env_or(defaults: dict[str, str]) -> dict[str, str]:
+    """``defaults``, each replaced by the caller's environment where it sets the variable."""
     import os
 
-    return {key: os.environ.get(key, value) for key, value in CONTROLLER_ENV_DEFAULTS.items()}
+    return {key: os.environ.get(key, value) for key, value in defaults.items()}
+
+
+def controller_env() -> dict[str, str]:
+    """Environment for Serve's controller: CONTROLLER_ENV_DEFAULTS unless the caller set them."""
+    return _env_or(CONTROLLER_ENV_DEFAULTS)
 
 
 def ingress_env() -> dict[str, str]:
     """Environment for an application's ingress replicas (the ingress deployment, or the model
     replicas on the one-hop path): DRAIN_ENV_DEFAULTS unless the caller set them."""
-    import os
-
-    return {key: os.environ.get(key, value) for key, value in DRAIN_ENV_DEFAULTS.items()}
+    return _env_or(DRAIN_ENV_DEFAULTS)
 
 
 def _wait_for_proxy(timeout_s: float) -> None:
