@@ -6,8 +6,9 @@ raised; the spend ledger and the cost report show every cent.
 
 Prices are absurd on purpose (a CPU core at $1800/hour = $0.50/s) so the budget runs out in
 seconds; on a GPU cluster use ``ai.PriceTable({"H100": 4.0})`` and GPU resources. A job is billed
-from its admission, worker start-up included: $15 (30 s) leaves room for steps even when a busy
-machine takes 10-20 s to start the worker.
+from its admission, worker start-up included: $6 (12 s) leaves several seconds of steps after a
+start-up of 3-5 s; a busy machine that takes longer to start the worker spends the whole budget
+on it, which the first run's line then says (and the raised budget still resumes the job).
 """
 
 from __future__ import annotations
@@ -52,15 +53,15 @@ def main() -> None:
                                checkpoint=ai.CheckpointConfig(path=os.path.join(work, "ckpt")),
                                progress=False)
 
-        first = job(15.0, 10_000).run()
+        first = job(6.0, 10_000).run()
         stopped_at = first.history[-1]["step"] if first.history else 0   # 0: start-up ate the budget
         print(f"first run: {first.status} at step {stopped_at} (checkpoint {first.checkpoint})")
         try:
-            job(15.0, 10_000).run()
+            job(6.0, 10_000).run()
         except ai.errors.BudgetExceededError as exc:
             print(f"re-run with the same budget refused: {exc}")
-        second = job(60.0, stopped_at + 10).run()
-        print(f"second run, budget raised to $60: {second.status}, steps "
+        second = job(45.0, stopped_at + 10).run()
+        print(f"second run, budget raised to $45: {second.status}, steps "
               f"{second.history[0]['step']}..{second.history[-1]['step']}")
         print(ai.cost.report(by="job", path=guard.ledger_path).table())
     finally:

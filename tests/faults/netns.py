@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,18 +171,31 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _killpg(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
-    if proc.poll() is not None:
-        return
+# `ray start --block` takes SIGTERM as "stop gracefully" and then outlives 5 s and more (its GCS
+# and monitor linger: measured 8 s, then SIGKILL). A test's cluster keeps nothing worth a graceful
+# stop, so teardown waits this long before SIGKILL (as `ray stop --force` does at once).
+TERM_GRACE_S = 1.0
+
+
+def _killpg(proc: subprocess.Popen, grace_s: float = TERM_GRACE_S) -> None:
+    _killpgs([proc], grace_s)
+
+
+def _killpgs(procs: Sequence[subprocess.Popen], grace_s: float = TERM_GRACE_S) -> None:
+    """SIGTERM every process group at once, SIGKILL those still up after ``grace_s`` in all."""
     for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=wait)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        live = [p for p in procs if p.poll() is None]
+        for proc in live:
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        for proc in live:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
 
 
 @dataclasses.dataclass
@@ -456,17 +470,12 @@ class NetnsCluster:
         if self._closed:
             return
         self._closed = True
-        for relay in self._relays.values():
-            _killpg(relay, grace_s=1.0)
-        for node in self.nodes:
-            if node.process is not None:
-                _killpg(node.process, grace_s=3.0)
+        _killpgs([*self._relays.values(), *(n.process for n in self.nodes if n.process is not None),
+                  *([self.head] if self.head is not None else [])])
         for node in self.nodes:
             _kill_ns_pids(node.ns)
             _ip("ip", "link", "del", node.host_if, check=False)
             _ip("ip", "netns", "del", node.ns, check=False)
-        if self.head is not None:
-            _killpg(self.head, grace_s=5.0)
         _ip("ip", "link", "del", self.bridge, check=False)
         # The head's dir holds this process's driver log, which Ray's log sink writes until the
         # process exits (removing it crashes the exit): a later harness sweeps it (sweep_stale).

@@ -96,19 +96,19 @@ def test_admission_refusal_states_the_numbers_and_reserves_nothing(guard, tmp_pa
 
 def test_budget_stop_checkpoints_then_resumes_when_budget_is_raised(guard, tmp_path):
     guard()
-    # The job is billed from admission, so its worker's start-up is spent too. $15 (30 s) leaves
-    # steps and a checkpoint to stop after on a quiet machine; a saturated one (a CPU hog plus
-    # other suites: load ~18 on 2 cores) once took over 30 s to start the worker and import
-    # torch. Then that attempt is a budget stop with nothing to save, and the next attempt, a new
-    # job with 3x the budget, is the one checked.
-    for usd in (15.0, 45.0):
+    # The job is billed from admission, so its worker's start-up is spent too. $6 (12 s) leaves
+    # steps and a checkpoint to stop after on a quiet machine (start-up 3-5 s); a saturated one (a
+    # CPU hog plus other suites: load ~18 on 2 cores) once took over 30 s to start the worker and
+    # import torch. Then that attempt is a budget stop with nothing to save, and the next attempt,
+    # a new job with 3x the budget, is the one checked.
+    for usd in (6.0, 18.0, 54.0):
         name = f"capped-{usd:g}"
         first = job(tmp_path / name, name, budget=ai.Budget(usd=usd)).run()
         assert first.status == "stopped: budget"
         if first.history:
             break
         assert first.checkpoint is None
-    assert first.history, "the budget ran out before the first step twice (30 s, then 90 s of start-up)"
+    assert first.history, "the budget ran out before the first step three times (12, 36, 108 s of start-up)"
     stopped_at = first.history[-1]["step"]
     assert stopped_at % 5 == 0 and first.checkpoint.endswith(f"checkpoint_{stopped_at}")
     spent = sum(c.cost_usd for c in ledger(tmp_path).charges() if c.job == name)

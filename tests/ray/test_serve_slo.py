@@ -61,9 +61,19 @@ async def open_loop(url: str, schedule: list[float], stop: threading.Event,
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
                                      connector=aiohttp.TCPConnector(limit=0)) as session:
         start = time.monotonic()
+        stopped = asyncio.Event()       # ``stop`` seen on this loop: the unsent requests end at once
+
+        async def watch_stop() -> None:
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            stopped.set()
 
         async def one(at: float) -> None:
-            await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+            try:
+                await asyncio.wait_for(stopped.wait(), max(0.0, start + at - time.monotonic()))
+                return                  # stopped before its time came
+            except asyncio.TimeoutError:
+                pass
             if stop.is_set():
                 return
             tally["sent"] += 1
@@ -76,7 +86,11 @@ async def open_loop(url: str, schedule: list[float], stop: threading.Event,
             finally:
                 tally["done"] += 1
 
-        await asyncio.gather(*(one(at) for at in schedule))
+        watcher = asyncio.ensure_future(watch_stop())
+        try:
+            await asyncio.gather(*(one(at) for at in schedule))
+        finally:
+            watcher.cancel()
     return out
 
 

@@ -49,10 +49,12 @@ class RayHead:
         return env
 
     def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 1 s: `ray start --block` stops gracefully for 8 s and more
+        (its GCS lingers), and a test's head keeps nothing worth that wait."""
         if self.process.poll() is None:
             try:
                 os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=5)
+                self.process.wait(timeout=1)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 try:
                     os.killpg(self.process.pid, signal.SIGKILL)
