@@ -1,21 +1,13 @@
 """Every script in examples/ runs as `python examples/X.py` and under
 `ray job submit --working-dir . -- python examples/X.py` against a `ray start --head` cluster with
-token auth on (its token in the head's HOME; the client finds it there).
-
-The direct runs go on in a background thread, one example at a time and in the reverse order,
-while the `ray job submit` runs go on in the foreground: each stream mostly waits on its own Ray
-cluster (start-up, training steps, a budget running out), so the module takes about the longer
-stream's time instead of both. Each run is still a process of its own with its own Ray; the
-direct test reports its example's run."""
+token auth on (its token in the head's HOME; the client finds it there)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -42,60 +34,15 @@ def test_examples_exist():
     assert len(EXAMPLES) >= 3, EXAMPLES
 
 
-class DirectRuns:
-    """``python examples/X.py`` for each example selected, one after another, in a thread; a
-    run's Future holds its ``CompletedProcess`` (or the exception, e.g. its timeout)."""
-
-    def __init__(self, examples: list[str], home: Path) -> None:
-        self.results: dict[str, Future] = {name: Future() for name in examples}
-        self._home, self._stop, self._proc = home, threading.Event(), None
-        self._thread = threading.Thread(target=self._run, args=(list(reversed(examples)),),
-                                        name="direct-examples", daemon=True)
-        self._thread.start()
-
-    def _run(self, order: list[str]) -> None:
-        for name in order:
-            fut = self.results[name]
-            if self._stop.is_set() or not fut.set_running_or_notify_cancel():
-                continue
-            try:
-                home = self._home / name.removesuffix(".py")
-                home.mkdir()
-                self._proc = subprocess.Popen([sys.executable, f"examples/{name}"], cwd=ROOT, text=True,
-                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                              env=_env(AINATIVE_HOME=str(home)))
-                try:
-                    out, err = self._proc.communicate(timeout=TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    out, err = self._proc.communicate()
-                    raise TimeoutError(f"{name} ran over {TIMEOUT_S} s:\n{out[-2000:]}\n{err[-3000:]}")
-                fut.set_result(subprocess.CompletedProcess(self._proc.args, self._proc.returncode, out, err))
-            except BaseException as exc:   # noqa: BLE001 - handed to the test that reads it
-                fut.set_exception(exc)
-
-    def close(self) -> None:
-        """Stop: the run in progress is killed, the rest are not started."""
-        self._stop.set()
-        for fut in self.results.values():
-            fut.cancel()
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-        self._thread.join(timeout=30)
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_example_runs_directly(example, tmp_path):
+    out = subprocess.run([sys.executable, f"examples/{example}"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=TIMEOUT_S, env=_env(AINATIVE_HOME=str(tmp_path)))
+    assert out.returncode == 0, f"{example} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
 
 
 @pytest.fixture(scope="module")
-def direct_runs(request, tmp_path_factory):
-    """Starts the direct runs of the examples whose direct test is selected."""
-    selected = [item.callspec.params["example"] for item in request.session.items
-                if item.originalname == "test_example_runs_directly" and item.module is request.module]
-    runs = DirectRuns(selected, tmp_path_factory.mktemp("direct-examples"))
-    yield runs
-    runs.close()
-
-
-@pytest.fixture(scope="module")
-def head(tmp_path_factory, direct_runs):
+def head(tmp_path_factory):
     from tests.support import clusters
 
     clusters.shutdown_current()  # one Ray per test process; the jobs run in the head's cluster
@@ -117,9 +64,3 @@ def test_example_runs_under_ray_job_submit(example, head):
         time.sleep(3)
     assert out.returncode == 0, f"{example} under ray job submit:\n{out.stdout[-3000:]}\n{out.stderr[-2000:]}"
     assert "succeeded" in out.stdout + out.stderr
-
-
-@pytest.mark.parametrize("example", EXAMPLES)
-def test_example_runs_directly(example, direct_runs):
-    out = direct_runs.results[example].result(timeout=TIMEOUT_S * len(EXAMPLES))
-    assert out.returncode == 0, f"{example} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
