@@ -29,11 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.support import waiting
+from tests.support import ray_head, waiting
 
 # Node death visible in seconds instead of ~15 s for a crash and ~50 s for a partition (see
 # docs/reliability.md): a partitioned node does not refuse the health check, it lets it time out,
@@ -171,31 +170,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-# `ray start --block` takes SIGTERM as "stop gracefully" and then outlives 5 s and more (its GCS
-# and monitor linger: measured 8 s, then SIGKILL). A test's cluster keeps nothing worth a graceful
-# stop, so teardown waits this long before SIGKILL (as `ray stop --force` does at once).
-TERM_GRACE_S = 1.0
-
-
-def _killpg(proc: subprocess.Popen, grace_s: float = TERM_GRACE_S) -> None:
-    _killpgs([proc], grace_s)
-
-
-def _killpgs(procs: Sequence[subprocess.Popen], grace_s: float = TERM_GRACE_S) -> None:
-    """SIGTERM every process group at once, SIGKILL those still up after ``grace_s`` in all."""
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        live = [p for p in procs if p.poll() is None]
-        for proc in live:
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait
-        for proc in live:
-            try:
-                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
+def _killpg(proc: subprocess.Popen) -> None:
+    ray_head.stop_process_groups([proc])
 
 
 @dataclasses.dataclass
@@ -407,7 +383,7 @@ class NetnsCluster:
         """Undo ``partition`` and ``slow``."""
         relay = self._relays.pop(node.name, None)
         if relay is not None:
-            _killpg(relay, grace_s=1.0)  # its tap goes with it
+            _killpg(relay)  # its tap goes with it
             _ip("ip", "link", "set", node.host_if, "promisc", "off", "arp", "on")
             _ip("ip", "link", "set", node.host_if, "master", self.bridge)
         for dev, ns in ((node.host_if, None), (node.node_if, node.ns)):
@@ -470,7 +446,7 @@ class NetnsCluster:
         if self._closed:
             return
         self._closed = True
-        _killpgs([*self._relays.values(), *(n.process for n in self.nodes if n.process is not None),
+        ray_head.stop_process_groups([*self._relays.values(), *(n.process for n in self.nodes if n.process is not None),
                   *([self.head] if self.head is not None else [])])
         for node in self.nodes:
             _kill_ns_pids(node.ns)

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -49,17 +50,30 @@ class RayHead:
         return env
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 1 s: `ray start --block` stops gracefully for 8 s and more
-        (its GCS lingers), and a test's head keeps nothing worth that wait."""
-        if self.process.poll() is None:
+        stop_process_groups([self.process])
+
+
+# `ray start --block` takes SIGTERM as "stop gracefully" and then outlives 5 s and more (its GCS
+# and monitor linger: measured 8 s, then SIGKILL). A test's cluster keeps nothing worth a graceful
+# stop, so teardown waits this long before SIGKILL (as `ray stop --force` does at once).
+TERM_GRACE_S = 1.0
+
+
+def stop_process_groups(procs: Sequence[subprocess.Popen], grace_s: float = TERM_GRACE_S) -> None:
+    """SIGTERM every process group at once, SIGKILL those still up after ``grace_s`` in all."""
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        live = [p for p in procs if p.poll() is None]
+        for proc in live:
             try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=1)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        for proc in live:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
 
 
 def start_head(tmp: Path, *, token: bool = True, num_cpus: int = 2, num_gpus: int = 0,
