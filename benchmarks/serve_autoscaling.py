@@ -27,6 +27,9 @@ Every replica asks for 0.5 CPU, min 1 / max 4 replicas. Systems (every setting s
   ainative-fast   the same as ainative with fast_path=True: Serve's proxy calls the model
                   replica directly, no ingress hop (by default in the torch scenario only;
                   ``--system ainative-fast`` in any)
+  ainative-fast-min2  ainative-fast with min_replicas 2: not a configuration the scenario
+                  allows (1 to 4 replicas), only asked for by name with ``--system``; it bounds
+                  what capacity held before the burst (a warm replica) could give, at its cost
 
 The Serve peers' batch handler calls the device *blocking* (time.sleep in the handler, as a torch
 model on a GPU is called): with an awaited device Serve forms each next batch while the previous
@@ -219,13 +222,15 @@ class Peer(System):
 class Ours(System):
     handle: Any = None
 
-    def __init__(self, label: str, app: str, slo: bool, fast_path: bool = False) -> None:
+    def __init__(self, label: str, app: str, slo: bool, fast_path: bool = False,
+                 min_replicas: int = MIN_REPLICAS) -> None:
         super().__init__(app)
         self.label, self.slo, self.fast_path = label, slo, fast_path
+        self.min_replicas = min_replicas
 
     def endpoint(self, kind: str) -> Any:
         a_ms, b_ms, batchable = SCENARIOS[kind][:3]
-        auto = {"min_replicas": MIN_REPLICAS, "max_replicas": MAX_REPLICAS}
+        auto = {"min_replicas": self.min_replicas, "max_replicas": MAX_REPLICAS}
         if batchable:
             auto["target_concurrency"] = MAX_BATCH
         if self.slo:
@@ -265,6 +270,11 @@ def systems_for(kind: str, wanted: list[str] | None = None) -> list[System]:
         out.append(Ours("ainative-slo", "ainative-slo", slo=True))
         if wanted and "ainative-fast" in wanted:
             out.append(fast)
+        if wanted and "ainative-fast-min2" in wanted:
+            # a bound, not a configuration the scenario allows (it says 1 to 4 replicas): what
+            # capacity held from the start, e.g. a warm replica, could give at most
+            out.append(Ours("ainative-fast-min2", "ainative-fast-min2", slo=False,
+                            fast_path=True, min_replicas=2))
     return [s for s in out if not wanted or s.label in wanted]
 
 
