@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +28,7 @@ class RayHead:
     port: int
     dashboard_port: int | None
     process: subprocess.Popen
+    temp_dir: Path | None = None
 
     @property
     def address(self) -> str:
@@ -51,6 +54,8 @@ class RayHead:
 
     def stop(self) -> None:
         stop_process_groups([self.process])
+        if self.temp_dir is not None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 # `ray start --block` takes SIGTERM as "stop gracefully" and then outlives 5 s and more (its GCS
@@ -92,8 +97,13 @@ def start_head(tmp: Path, *, token: bool = True, num_cpus: int = 2, num_gpus: in
                        capture_output=True, timeout=60)
     port = free_port()
     dash_port = free_port() if dashboard else None
+    # A Ray temp dir of its own: a job's driver finds its cluster through the head's temp dir
+    # (Ray's job supervisor resolves "auto" from <temp dir>/ray_current_cluster), and in the
+    # shared /tmp/ray that names whichever Ray on this machine started last (another test
+    # process's, with `make test`'s two workers). Short, under /tmp: Ray's socket paths live in it.
+    temp_dir = Path(tempfile.mkdtemp(prefix="rayhead-", dir="/tmp"))
     cmd = [ray_bin, "start", "--head", f"--port={port}", f"--num-cpus={num_cpus}",
-           f"--num-gpus={num_gpus}", "--block", "--disable-usage-stats"]
+           f"--num-gpus={num_gpus}", "--block", "--disable-usage-stats", f"--temp-dir={temp_dir}"]
     if dashboard:
         # The job agent's HTTP port defaults to a fixed 52365: take a free one so that another Ray
         # on this machine cannot leave `ray job submit` with "No available agent".
@@ -106,10 +116,11 @@ def start_head(tmp: Path, *, token: bool = True, num_cpus: int = 2, num_gpus: in
     log = open(tmp / "ray-head.log", "wb")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True, cwd=str(tmp))
-    head = RayHead(home, port, dash_port, proc)
+    head = RayHead(home, port, dash_port, proc, temp_dir)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            head.stop()
             raise RuntimeError(f"ray start exited: {(tmp / 'ray-head.log').read_text()[-2000:]}")
         if _listening(port) and (not dashboard or _listening(dash_port)):
             time.sleep(0.5)
