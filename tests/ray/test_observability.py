@@ -25,8 +25,12 @@ def crash_once_fn(config):
         ai.train.report({"step": step})
 
 
-def _scrape(names: tuple[str, ...], timeout_s: float = 40.0) -> dict[str, str]:
-    """Poll every node's metrics endpoint until each name shows up (Ray exports every few s)."""
+def _scrape(names: tuple[str, ...], timeout_s: float = 40.0, labels: dict[str, str] | None = None
+            ) -> dict[str, str]:
+    """Poll every node's metrics endpoint until each name shows up (Ray exports every few s);
+    ``labels[name]``, where given, must be in the series' line too (the shared cluster may hold
+    the same metric for other modules' jobs)."""
+    labels = labels or {}
     deadline = time.monotonic() + timeout_s
     found: dict[str, str] = {}
     while time.monotonic() < deadline and len(found) < len(names):
@@ -34,7 +38,8 @@ def _scrape(names: tuple[str, ...], timeout_s: float = 40.0) -> dict[str, str]:
             assert url.startswith("http://127.0.0.1:"), url  # the local node is scraped on loopback
             body = urllib.request.urlopen(url, timeout=5).read().decode()
             for name in names:
-                line = next((ln for ln in body.splitlines() if ln.startswith(name)), None)
+                line = next((ln for ln in body.splitlines()
+                             if ln.startswith(name) and labels.get(name, "") in ln), None)
                 if line:
                     found[name] = line
         time.sleep(1.0)
@@ -75,6 +80,6 @@ def test_recovery_is_in_the_event_log_and_metrics_are_exported(ray_local, tmp_pa
     names = ("ray_ainative_train_restarts_total", "ray_ainative_train_world_size",
              "ray_ainative_sched_admitted_total", "ray_ainative_sched_pending",
              "ray_ainative_cost_gpu_hours_total", "ray_ainative_cost_usd_total")
-    found = _scrape(names)
+    found = _scrape(names, labels={"ray_ainative_train_restarts_total": 'job="obs-job"'})
     assert set(found) == set(names), found
     assert 'job="obs-job"' in found["ray_ainative_train_restarts_total"]
