@@ -19,6 +19,14 @@ os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
 _OWN_HOME: str | None = None
 if "AINATIVE_HOME" not in os.environ:
     _OWN_HOME = os.environ["AINATIVE_HOME"] = tempfile.mkdtemp(prefix="ainative-tests-")
+    os.environ["AINATIVE_TESTS_OWN_HOME"] = _OWN_HOME
+elif os.environ.get("PYTEST_XDIST_WORKER") and \
+        os.environ.get("AINATIVE_TESTS_OWN_HOME") == os.environ["AINATIVE_HOME"]:
+    # A pytest-xdist worker inherits the home its controller made: each worker gets a directory
+    # of its own in it, so two test processes never share a default ledger or event log.
+    os.environ["AINATIVE_HOME"] = os.path.join(os.environ["AINATIVE_HOME"],
+                                               os.environ["PYTEST_XDIST_WORKER"])
+    os.makedirs(os.environ["AINATIVE_HOME"], exist_ok=True)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
