@@ -28,8 +28,17 @@ CHILD = textwrap.dedent("""
 
 
 def run_child(args: str, env=None, timeout=90):
-    out = subprocess.run([sys.executable, "-c", CHILD.format(args=args)], env=env,
-                         capture_output=True, text=True, timeout=timeout)
+    for attempt in range(2):
+        out = subprocess.run([sys.executable, "-c", CHILD.format(args=args)], env=env,
+                             capture_output=True, text=True, timeout=timeout)
+        # Ray 2.60's own crash, not ours: its OpenTelemetry metrics thread may still collect while
+        # ray.shutdown() tears the core worker down (SIGSEGV in MetricReader::Collect, seen once
+        # in a quiet `make test`; ray-project/ray#60048 fixed a race of that kind). The child had
+        # printed its result; it is run once more, and a second crash fails the test.
+        upstream_crash = (out.returncode == -11 and attempt == 0 and out.stdout.strip()
+                          and "in shutdown" in out.stderr and "opentelemetry" in out.stderr)
+        if not upstream_crash:
+            break
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
